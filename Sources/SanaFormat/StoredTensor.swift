@@ -1,0 +1,64 @@
+import CSanaKernels
+
+/// One tensor as it is stored: reference shape, storage type and packed bytes.
+/// The matrix view is [shape[0], product(shape[1...])] (a 1-D tensor is one row), see sana_kernels.h.
+public struct StoredTensor: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let type: StorageType
+    public let bytes: [UInt8]
+
+    public init(name: String, shape: [Int], type: StorageType, bytes: [UInt8]) {
+        self.name = name
+        self.shape = shape
+        self.type = type
+        self.bytes = bytes
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    /// Matrix rows: the first dimension (1 for a scalar or 1-D tensor).
+    public var rows: Int { shape.count >= 2 ? shape[0] : 1 }
+    /// Matrix columns: the product of the remaining dimensions.
+    public var cols: Int { shape.count >= 2 ? shape.dropFirst().reduce(1, *) : max(shape.first ?? 1, 1) }
+
+    /// All elements as float32, in the reference element order.
+    public func floats() -> [Float] {
+        unpackRows(0, rows)
+    }
+
+    /// Rows [start, start+count) of the matrix view as float32 [count, cols].
+    public func unpackRows(_ start: Int, _ count: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: count * cols)
+        bytes.withUnsafeBytes { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                sana_matrix_unpack_rows(type.rawValue, src.baseAddress, Int64(rows), Int64(cols), Int64(start),
+                                        Int64(count), dst.baseAddress)
+            }
+        }
+        return out
+    }
+
+    /// Packs float32 values of the given shape as `type` (quantizing with the scalar reference code).
+    public static func pack(name: String, shape: [Int], values: [Float], as type: StorageType) -> StoredTensor {
+        let rows = shape.count >= 2 ? shape[0] : 1
+        let cols = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : max(shape.first ?? 1, 1)
+        precondition(rows * cols == values.count, "pack: \(name) has \(values.count) values for shape \(shape)")
+        let size = type.matrixBytes(rows: rows, cols: cols) ?? 0
+        var bytes = [UInt8](repeating: 0, count: size)
+        values.withUnsafeBufferPointer { src in
+            bytes.withUnsafeMutableBytes { dst in
+                sana_matrix_pack(type.rawValue, src.baseAddress, Int64(rows), Int64(cols), dst.baseAddress)
+            }
+        }
+        return StoredTensor(name: name, shape: shape, type: type, bytes: bytes)
+    }
+}
+
+/// Where a model's weights come from: a diffusers directory (safetensors) or a bundle. Names are the reference
+/// state-dict keys of one component (e.g. "transformer_blocks.0.attn1.to_q.weight").
+public protocol WeightSource: Sendable {
+    /// Every tensor name this source holds, for strict loading (missing and unexpected names are errors).
+    var tensorNames: Set<String> { get }
+    /// Loads one tensor. Throws when the name is absent or the data is bad.
+    func tensor(_ name: String) throws -> StoredTensor
+}

@@ -1,0 +1,89 @@
+import COpenBLAS
+import Foundation
+import CSanaKernels
+import SanaFormat
+
+/// A linear (or 1×1 / k×k convolution) weight kept in its storage type: W [N, K] (reference shape [N, ...]),
+/// with an optional float bias [N]. `apply` computes Y[rows, N] = X[rows, K] · Wᵀ + bias.
+public struct Linear: Sendable {
+    public let weight: StoredTensor
+    public let bias: [Float]?
+    public var outFeatures: Int { weight.rows }
+    public var inFeatures: Int { weight.cols }
+
+    public init(weight: StoredTensor, bias: [Float]?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// Loads "<prefix>.weight" (and "<prefix>.bias" when `bias` is true), checking the shape.
+    public init(_ source: WeightSource, _ prefix: String, shape: [Int], bias: Bool = true) throws {
+        weight = try source.checkedTensor(prefix + ".weight", shape: shape)
+        self.bias = bias ? try source.floats(prefix + ".bias", shape: [shape[0]]) : nil
+    }
+
+    /// X [..., K] → [..., N].
+    public func apply(_ x: Tensor) -> Tensor {
+        precondition(x.lastDim == inFeatures, "Linear \(weight.name): input has \(x.lastDim) features, weight wants \(inFeatures)")
+        let m = x.rows, n = outFeatures, k = inFeatures
+        var out = [Float](repeating: 0, count: m * n)
+        x.data.withUnsafeBufferPointer { xp in
+            weight.bytes.withUnsafeBytes { wp in
+                out.withUnsafeMutableBufferPointer { yp in
+                    if weight.type == .f32 && !forceReferenceKernels {
+                        // Float weights: OpenBLAS sgemm, Y = X · Wᵀ.
+                        wp.withMemoryRebound(to: Float.self) { wf in
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                        xp.baseAddress, Int32(k), wf.baseAddress, Int32(k), 0, yp.baseAddress, Int32(n))
+                        }
+                        if let bias {
+                            for i in 0 ..< m { for j in 0 ..< n { yp[i * n + j] += bias[j] } }
+                        }
+                    } else {
+                        bias.withUnsafeBufferPointerOrNil { bp in
+                            sana_linear(xp.baseAddress, Int64(m), Int64(k), weight.type.rawValue, wp.baseAddress,
+                                        Int64(n), bp, yp.baseAddress)
+                        }
+                    }
+                }
+            }
+        }
+        var shape = x.shape
+        shape[shape.count - 1] = n
+        return Tensor(shape: shape, data: out)
+    }
+}
+
+/// True when SANA_FORCE_REFERENCE=1: every product goes through the scalar reference kernels.
+let forceReferenceKernels: Bool = {
+    if let v = getenv("SANA_FORCE_REFERENCE"), String(cString: v) == "1" { return true }
+    return false
+}()
+
+extension Optional where Wrapped == [Float] {
+    func withUnsafeBufferPointerOrNil<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .none: return body(nil)
+        case let .some(a): return a.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
+    }
+}
+
+extension WeightSource {
+    /// Loads a tensor and checks its reference shape.
+    public func checkedTensor(_ name: String, shape: [Int]) throws -> StoredTensor {
+        let t = try tensor(name)
+        guard t.shape == shape else { throw ModelError.shapeMismatch(tensor: name, expected: shape, actual: t.shape) }
+        return t
+    }
+
+    /// Loads a tensor as float32 values, checking its shape.
+    public func floats(_ name: String, shape: [Int]) throws -> [Float] {
+        try checkedTensor(name, shape: shape).floats()
+    }
+
+    /// Loads a tensor as a float32 `Tensor` with its reference shape, checking it.
+    public func floatTensor(_ name: String, shape: [Int]) throws -> Tensor {
+        Tensor(shape: shape, data: try floats(name, shape: shape))
+    }
+}

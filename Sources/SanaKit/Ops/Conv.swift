@@ -1,0 +1,72 @@
+extension Tensor {
+    /// 2-D convolution of a channels-last feature map [B, H, W, Cin] with a Linear whose weight has the reference
+    /// shape [Cout, Cin, kh, kw] (matrix [Cout, Cin·kh·kw]), stride 1, zero padding `padding`.
+    /// im2col gathers each output pixel's patch in the weight's (cin, ky, kx) order, then one matrix product.
+    public func conv2d(_ conv: Linear, kernel: Int, padding: Int) -> Tensor {
+        precondition(rank == 4, "conv2d: input must be [B, H, W, C], got \(shape)")
+        let (b, h, w, cin) = (shape[0], shape[1], shape[2], shape[3])
+        if kernel == 1 && padding == 0 { return conv.apply(self) }
+        precondition(conv.inFeatures == cin * kernel * kernel, "conv2d \(conv.weight.name): weight K \(conv.inFeatures) ≠ \(cin)·\(kernel)²")
+        let oh = h + 2 * padding - kernel + 1, ow = w + 2 * padding - kernel + 1
+        let kk = cin * kernel * kernel
+        // cols: [B, oh, ow, Cin·kh·kw]
+        var cols = [Float](repeating: 0, count: b * oh * ow * kk)
+        data.withUnsafeBufferPointer { src in
+            cols.withUnsafeMutableBufferPointer { dst in
+                for n in 0 ..< b {
+                    for oy in 0 ..< oh {
+                        for ox in 0 ..< ow {
+                            let base = ((n * oh + oy) * ow + ox) * kk
+                            for ky in 0 ..< kernel {
+                                let iy = oy + ky - padding
+                                if iy < 0 || iy >= h { continue }
+                                for kx in 0 ..< kernel {
+                                    let ix = ox + kx - padding
+                                    if ix < 0 || ix >= w { continue }
+                                    let s = ((n * h + iy) * w + ix) * cin
+                                    let t = base + ky * kernel + kx
+                                    for c in 0 ..< cin { dst[t + c * kernel * kernel] = src[s + c] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return conv.apply(Tensor(shape: [b, oh, ow, kk], data: cols))
+    }
+
+    /// Depthwise k×k convolution (groups = channels) of [B, H, W, C] with weight [C, 1, k, k] and bias [C],
+    /// stride 1, zero padding k/2.
+    public func depthwiseConv2d(weight: [Float], bias: [Float]?, kernel: Int) -> Tensor {
+        precondition(rank == 4, "depthwiseConv2d: input must be [B, H, W, C], got \(shape)")
+        let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        precondition(weight.count == c * kernel * kernel, "depthwiseConv2d: weight has \(weight.count) values")
+        let pad = kernel / 2
+        var out = [Float](repeating: 0, count: count)
+        data.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for n in 0 ..< b {
+                    for y in 0 ..< h {
+                        for x in 0 ..< w {
+                            let o = ((n * h + y) * w + x) * c
+                            if let bias { for ch in 0 ..< c { dst[o + ch] = bias[ch] } }
+                            for ky in 0 ..< kernel {
+                                let iy = y + ky - pad
+                                if iy < 0 || iy >= h { continue }
+                                for kx in 0 ..< kernel {
+                                    let ix = x + kx - pad
+                                    if ix < 0 || ix >= w { continue }
+                                    let s = ((n * h + iy) * w + ix) * c
+                                    let widx = ky * kernel + kx
+                                    for ch in 0 ..< c { dst[o + ch] += src[s + ch] * weight[ch * kernel * kernel + widx] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: shape, data: out)
+    }
+}
