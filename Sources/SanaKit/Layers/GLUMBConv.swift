@@ -1,3 +1,5 @@
+import SanaFormat
+
 // Follows diffusers/models/transformers/sana_transformer.py `GLUMBConv` (shared by the Sana DiT feed-forward and
 // the DC-AE EfficientViT blocks): 1×1 conv → SiLU → 3×3 depthwise conv → GLU gate → 1×1 conv (no bias)
 // → optional channel RMSNorm → optional residual.
