@@ -107,6 +107,95 @@ final class AutoencoderDCTests: XCTestCase {
     }
 }
 
+
+/// Tiled decoding: agreement with the full-frame decode and absence of seams.
+final class AutoencoderDCTilingTests: XCTestCase {
+    /// A deterministic pseudo-random latent [B, C, h, w] (values about ±1.7).
+    static func latent(_ shape: [Int]) -> Tensor {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        return Tensor(shape: shape, data: (0 ..< shape.reduce(1, *)).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 577
+        })
+    }
+
+    func model(_ name: String = "interpolate_evit") throws -> AutoencoderDC {
+        let dir = Fixtures.path("dcae/\(name)")
+        return try AutoencoderDC(config: try AutoencoderDCConfig.load(path: dir + "/config.json"),
+                                 source: try SafetensorsFile(path: dir + "/weights.safetensors"), parts: .decoder)
+    }
+
+    func testTileStartsCoverWithOverlap() {
+        for (length, tile, overlap) in [(24, 10, 2), (25, 10, 3), (11, 10, 2), (100, 16, 4), (8, 10, 2)] {
+            let starts = AutoencoderDC.tileStarts(length: length, tile: tile, overlap: overlap)
+            XCTAssertEqual(starts.first, 0)
+            XCTAssertEqual(min(starts.last ?? 0, length) + min(tile, length), length, "\(length) \(tile)")
+            for (a, b) in zip(starts, starts.dropFirst()) { XCTAssertLessThanOrEqual(b - a, tile - overlap) }
+        }
+    }
+
+    /// Bounds (docs/NUMERICS.md "DC-AE"): the ResBlock-only decoder has a finite receptive field, so enough
+    /// overlap makes tiles nearly exact; the EfficientViT decoder's linear attention is global, so tiles see
+    /// different attention statistics and differ everywhere, whatever the overlap (random weights exaggerate it).
+    func testTiledAgreesWithFullDecodeWithoutSeams() throws {
+        for (name, tile, overlap, bound) in [("pixel_shuffle_resblock", 16, 6, Float(0.1)),
+                                             ("interpolate_evit", 16, 6, Float(0.8)),
+                                             ("interpolate_evit", 24, 6, Float(0.6))] {
+            let ae = try model(name)
+            let f = ae.config.spatialCompressionRatio
+            let z = Self.latent([1, 8, 40, 36])
+            let full = try ae.decode(z)
+            let tiled = try ae.decode(z, tiling: .forced(tileLatent: tile, overlapLatent: overlap))
+            XCTAssertEqual(tiled.shape, full.shape)
+            let err = relativeMaxError(tiled, full)
+            // Seams: the largest |tiled − full| within 2 pixels of a tile edge, against the largest elsewhere.
+            let (ph, pw) = (full.shape[2], full.shape[3])
+            func edges(_ length: Int) -> Set<Int> {
+                var e = Set<Int>()
+                for s in AutoencoderDC.tileStarts(length: length / f, tile: tile, overlap: overlap) {
+                    for edge in [s * f, (s + tile) * f] where edge > 0 && edge < length { for d in -2 ... 1 { e.insert(edge + d) } }
+                }
+                return e
+            }
+            let (ey, ex) = (edges(ph), edges(pw))
+            var border: Float = 0, inner: Float = 0
+            for c in 0 ..< 3 { for y in 0 ..< ph { for x in 0 ..< pw {
+                let i = (c * ph + y) * pw + x
+                let d = abs(tiled.data[i] - full.data[i])
+                if ey.contains(y) || ex.contains(x) { border = max(border, d) } else { inner = max(inner, d) }
+            } } }
+            print("DC-AE tiled \(name) tile \(tile) overlap \(overlap): relative max error \(err), max |Δ| at tile edges \(border), elsewhere \(inner)")
+            XCTAssertLessThan(err, bound, name)
+            XCTAssertLessThanOrEqual(border, inner * 1.1 + 1e-4, "seam at tile edges: \(name)")
+        }
+    }
+
+    func testAutoTilingFollowsTheBudget() throws {
+        let ae = try model("pixel_shuffle_resblock")
+        let z = Self.latent([1, 8, 48, 40])
+        let need = AutoencoderDC.estimatedDecodePeakBytes(config: ae.config, batch: 1, latentHeight: 48, latentWidth: 40)
+        XCTAssertEqual(try ae.decode(z, tiling: .auto(budgetBytes: need)).data, try ae.decode(z).data)
+        let small = need / 2
+        let tile = try XCTUnwrap(ae.largestTile(batch: 1, latentHeight: 48, latentWidth: 40,
+                                                overlap: AutoencoderDC.defaultOverlapLatent, budget: small))
+        XCTAssertLessThan(tile, 40)
+        XCTAssertLessThan(relativeMaxError(try ae.decode(z, tiling: .auto(budgetBytes: small)), try ae.decode(z)), 0.05)
+        XCTAssertThrowsError(try ae.decode(z, tiling: .auto(budgetBytes: 1000)))
+        XCTAssertThrowsError(try ae.decode(z, tiling: .forced(tileLatent: 4, overlapLatent: 2)))
+    }
+
+    /// The estimate scales with the pixel count and is dominated by the full-resolution stage.
+    func testPeakEstimateOfTheReleasedDecoder() throws {
+        // models/configs/ sits next to Tests/ (Fixtures.root is Tests/Fixtures).
+        let sana = try AutoencoderDCConfig.load(path: Fixtures.root + "/../../models/configs/dc-ae-f32c32-sana-1.0.json")
+        let e1024 = AutoencoderDC.estimatedDecodePeakBytes(config: sana, batch: 1, latentHeight: 32, latentWidth: 32)
+        let e2048 = AutoencoderDC.estimatedDecodePeakBytes(config: sana, batch: 1, latentHeight: 64, latentWidth: 64)
+        print("DC-AE sana-1.0 estimated decode peak: 1024² \(e1024 >> 20) MiB, 2048² \(e2048 >> 20) MiB")
+        XCTAssertGreaterThan(e1024, 3 * 128 << 22)   // three 128-channel 1024² maps at least
+        XCTAssertEqual(Double(e2048) / Double(e1024), 4, accuracy: 0.3)
+    }
+}
+
 /// Re-packs every ≥ 2-D floating weight (conv and linear weights) of a source as int8 / int4, in memory;
 /// 1-D tensors (norms, biases, running statistics) stay as they are.
 private struct RepackedSource: WeightSource {

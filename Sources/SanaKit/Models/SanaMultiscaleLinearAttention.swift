@@ -68,10 +68,17 @@ struct SanaMultiscaleLinearAttention: Sendable {
         }
         // attended: [B, H·W, heads·(1+S)·d]; source s (0: qkv, s ≥ 1: multiscale s−1) fills channels s·inner …
         var attended = [Float](repeating: 0, count: b * tokens * inner * sources)
-        for s in 0 ..< sources {
-            var src = s == 0 ? qkv : groupedPointwise(qkv.depthwiseConv2d(weight: multiscale[s - 1].projIn, bias: nil,
-                                                                           kernel: multiscale[s - 1].kernel),
-                                                      multiscale[s - 1].projOut)
+        // The multi-scale sources first: they read the pre-ReLU qkv; source 0 last, so it can take qkv's storage
+        // (the attention overwrites q and k with their ReLU) without a copy.
+        for s in Array(1 ..< sources) + [0] {
+            var src: Tensor
+            if s == 0 {
+                src = qkv
+                qkv = Tensor(zeros: [0])
+            } else {
+                src = groupedPointwise(qkv.depthwiseConv2d(weight: multiscale[s - 1].projIn, bias: nil,
+                                                           kernel: multiscale[s - 1].kernel), multiscale[s - 1].projOut)
+            }
             let ld = 3 * inner, outLd = inner * sources
             src.data.withUnsafeMutableBufferPointer { sp in
                 attended.withUnsafeMutableBufferPointer { op in
@@ -87,7 +94,6 @@ struct SanaMultiscaleLinearAttention: Sendable {
                 }
             }
         }
-        qkv = Tensor(zeros: [0])
         var out = toOut.apply(Tensor(shape: [b, h, w, inner * sources], data: attended))
         normOut.apply(&out)
         out.addInPlace(x)
