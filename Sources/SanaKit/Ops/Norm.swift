@@ -4,9 +4,15 @@ extension Tensor {
     /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · weight (weight nil: no affine).
     /// Statistics in float32 as the reference computes them (diffusers RMSNorm upcasts to float32).
     public func rmsNorm(weight: [Float]?, bias: [Float]? = nil, eps: Float) -> Tensor {
-        let c = lastDim
         var out = self
-        out.data.withUnsafeMutableBufferPointer { o in
+        out.rmsNormInPlace(weight: weight, bias: bias, eps: eps)
+        return out
+    }
+
+    /// `rmsNorm` overwriting this tensor (no second copy of a large activation).
+    public mutating func rmsNormInPlace(weight: [Float]?, bias: [Float]? = nil, eps: Float) {
+        let c = lastDim, rows = self.rows
+        data.withUnsafeMutableBufferPointer { o in
             for r in 0 ..< rows {
                 var ss: Float = 0
                 for j in 0 ..< c { ss += o[r * c + j] * o[r * c + j] }
@@ -19,7 +25,6 @@ extension Tensor {
                 }
             }
         }
-        return out
     }
 
     /// LayerNorm over the last dimension (weight/bias nil: no affine), biased variance like torch.

@@ -1,0 +1,107 @@
+import SanaFormat
+
+// Building pieces shared by the DC-AE modules (diffusers/models/autoencoders/autoencoder_dc.py):
+// torch.nn.Conv2d (dense k×k, stride 1 or 2) and `get_normalization` from diffusers/models/normalization.py
+// (RMSNorm over channels, or eval-mode BatchNorm2d), plus in-place pointwise helpers that keep one copy of an
+// activation alive instead of two.
+
+/// A dense torch.nn.Conv2d: weight [out, in, k, k] ("<prefix>.weight"), optional bias [out] ("<prefix>.bias").
+struct DCAEConv2d: Sendable {
+    let linear: Linear
+    let kernel: Int
+    let stride: Int
+
+    init(_ source: WeightSource, _ prefix: String, in cin: Int, out cout: Int, kernel: Int, stride: Int = 1,
+         bias: Bool = true) throws {
+        linear = try Linear(source, prefix, shape: [cout, cin, kernel, kernel], bias: bias)
+        self.kernel = kernel
+        self.stride = stride
+    }
+
+    /// [B, H, W, in] → [B, H', W', out], zero padding k/2 (as every DC-AE conv).
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        x.conv2d(linear, kernel: kernel, padding: kernel / 2, stride: stride)
+    }
+}
+
+/// `get_normalization(norm_type, C)` applied over channels: RMSNorm(C, eps 1e-5, affine, bias) or BatchNorm2d(C,
+/// eps 1e-5) in eval mode, which is a per-channel scale and shift from its running statistics.
+enum DCAENorm: Sendable {
+    case rms(weight: [Float], bias: [Float])
+    case batch(scale: [Float], shift: [Float])
+
+    /// Loads "<prefix>.weight", "<prefix>.bias" and for batch_norm "<prefix>.running_mean", "<prefix>.running_var"
+    /// ("<prefix>.num_batches_tracked" is training bookkeeping and is not read).
+    init(_ source: WeightSource, _ prefix: String, type: AutoencoderDCConfig.NormType, channels c: Int) throws {
+        let weight = try source.floats(prefix + ".weight", shape: [c])
+        let bias = try source.floats(prefix + ".bias", shape: [c])
+        switch type {
+        case .rmsNorm:
+            self = .rms(weight: weight, bias: bias)
+        case .batchNorm:
+            let mean = try source.floats(prefix + ".running_mean", shape: [c])
+            let variance = try source.floats(prefix + ".running_var", shape: [c])
+            // y = (x − mean) / sqrt(var + eps) · weight + bias = x · scale + shift
+            let scale = (0 ..< c).map { weight[$0] / (variance[$0] + 1e-5).squareRoot() }
+            self = .batch(scale: scale, shift: (0 ..< c).map { bias[$0] - mean[$0] * scale[$0] })
+        }
+    }
+
+    /// x: [..., C] → [..., C], overwriting x.
+    func apply(_ x: inout Tensor) {
+        switch self {
+        case let .rms(weight, bias):
+            x.rmsNormInPlace(weight: weight, bias: bias, eps: 1e-5)
+        case let .batch(scale, shift):
+            let c = scale.count
+            x.data.withUnsafeMutableBufferPointer { p in
+                for r in 0 ..< p.count / c { for j in 0 ..< c { p[r * c + j] = p[r * c + j] * scale[j] + shift[j] } }
+            }
+        }
+    }
+}
+
+/// One entry of an encoder/decoder stage (an nn.Sequential element in the reference).
+enum DCAEBlock: Sendable {
+    case res(ResBlock)
+    case efficientViT(EfficientViTBlock)
+    case up(DCUpBlock2d)
+    case down(DCDownBlock2d)
+
+    /// Loads the stage block `prefix` ("decoder.up_blocks.3.1") of the given stage type.
+    init(_ source: WeightSource, _ prefix: String, stage: AutoencoderDCConfig.Stage, headDim: Int) throws {
+        switch stage.blockType {
+        case .resBlock:
+            self = .res(try ResBlock(source, prefix, channels: stage.channels, norm: stage.normType,
+                                     activation: stage.activation))
+        case .efficientViT:
+            self = .efficientViT(try EfficientViTBlock(source, prefix, channels: stage.channels, headDim: headDim,
+                                                       qkvMultiscales: stage.qkvMultiscales, norm: stage.normType))
+        }
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case let .res(b): return b(x)
+        case let .efficientViT(b): return b(x)
+        case let .up(b): return b(x)
+        case let .down(b): return b(x)
+        }
+    }
+}
+
+extension Tensor {
+    /// Applies an activation in place (no second copy of a large feature map).
+    mutating func applyInPlace(_ act: Activation) {
+        if act == .identity { return }
+        data.withUnsafeMutableBufferPointer { p in for i in 0 ..< p.count { p[i] = act(p[i]) } }
+    }
+
+    /// self += other (same shape), in place.
+    mutating func addInPlace(_ other: Tensor) {
+        precondition(shape == other.shape, "addInPlace: shapes \(shape) and \(other.shape) differ")
+        data.withUnsafeMutableBufferPointer { o in
+            other.data.withUnsafeBufferPointer { q in for i in 0 ..< o.count { o[i] += q[i] } }
+        }
+    }
+}
