@@ -142,12 +142,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
 
     public mutating func step(modelOutput: Tensor, index: Int, sample: Tensor) throws -> Tensor {
-        guard !timesteps.isEmpty, index == stepIndex, index < timesteps.count else {
-            throw SchedulerError.outOfOrder(expected: stepIndex, got: index)
-        }
-        guard modelOutput.shape == sample.shape else {
-            throw SchedulerError.shapeMismatch(modelOutput: modelOutput.shape, sample: sample.shape)
-        }
+        try checkStep(index: index, expected: stepIndex, modelOutput: modelOutput, sample: sample)
         let n = timesteps.count
         // final_sigmas_type "zero" always makes the last step first order.
         let lowerOrderFinal = index == n - 1

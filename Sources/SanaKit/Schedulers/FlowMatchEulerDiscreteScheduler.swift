@@ -97,12 +97,7 @@ public struct FlowMatchEulerDiscreteScheduler: Scheduler {
     }
 
     public mutating func step(modelOutput: Tensor, index: Int, sample: Tensor) throws -> Tensor {
-        guard !timesteps.isEmpty, index == stepIndex, index < timesteps.count else {
-            throw SchedulerError.outOfOrder(expected: stepIndex, got: index)
-        }
-        guard modelOutput.shape == sample.shape else {
-            throw SchedulerError.shapeMismatch(modelOutput: modelOutput.shape, sample: sample.shape)
-        }
+        try checkStep(index: index, expected: stepIndex, modelOutput: modelOutput, sample: sample)
         // prev = sample + (σ_next − σ)·v
         let dt = sigmas[index + 1] - sigmas[index]
         stepIndex += 1

@@ -25,6 +25,16 @@ public protocol Scheduler: Sendable {
 extension Scheduler {
     /// diffusers' `scale_model_input` is the identity for both flow schedulers.
     public func scaleModelInput(_ sample: Tensor, index: Int) -> Tensor { sample }
+
+    /// Steps must follow the schedule in order (the multistep history depends on it), on same-shaped tensors.
+    func checkStep(index: Int, expected: Int, modelOutput: Tensor, sample: Tensor) throws {
+        guard !timesteps.isEmpty, index == expected, index < timesteps.count else {
+            throw SchedulerError.outOfOrder(expected: expected, got: index)
+        }
+        guard modelOutput.shape == sample.shape else {
+            throw SchedulerError.shapeMismatch(modelOutput: modelOutput.shape, sample: sample.shape)
+        }
+    }
 }
 
 /// Errors from scheduler configuration and use; every case says what was wrong.
