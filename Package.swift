@@ -27,11 +27,14 @@ let package = Package(
         // Storage-format traits table, scalar reference kernels, AVX2 / AVX-512 / NEON kernels, thread pool.
         .target(name: "CSanaKernels", cSettings: kernelCFlags, linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
 
+        // libpng behind a C shim that keeps libpng's longjmp error handling out of Swift frames.
+        .target(name: "CSanaPNG", dependencies: ["CPNG"], linkerSettings: [.linkedLibrary("png16")]),
+
         // safetensors reader, bundle reader/writer, quantizer, .npy reader/writer.
         .target(name: "SanaFormat", dependencies: ["CZstd", "CSanaKernels"]),
 
         // Tensors and ops, models, tokenizer, schedulers, pipeline.
-        .target(name: "SanaKit", dependencies: ["SanaFormat", "CSanaKernels", "COpenBLAS", "CPNG"]),
+        .target(name: "SanaKit", dependencies: ["SanaFormat", "CSanaKernels", "COpenBLAS", "CPNG", "CSanaPNG"]),
 
         .executableTarget(name: "sana", dependencies: [
             "SanaKit", "SanaFormat", "CSanaKernels",
@@ -40,7 +43,7 @@ let package = Package(
 
         .testTarget(name: "CSanaKernelsTests", dependencies: ["CSanaKernels", "SanaKit"]),
         .testTarget(name: "SanaFormatTests", dependencies: ["SanaFormat", "CSanaKernels"]),
-        .testTarget(name: "SanaKitTests", dependencies: ["SanaKit", "SanaFormat"]),
+        .testTarget(name: "SanaKitTests", dependencies: ["SanaKit", "SanaFormat", "CSanaPNG"]),
         .testTarget(name: "sanaTests", dependencies: ["sana", "SanaFormat"]),
     ]
 )

@@ -1,0 +1,67 @@
+// One text-to-image request with SanaPipeline.__call__'s defaults, validated before any weights load.
+import Foundation
+
+public enum GenerationError: Error, CustomStringConvertible, Equatable {
+    case invalidRequest(String)
+    case badModelConfig(String)
+    case componentFailed(String)
+    case componentsUnavailable(String)
+    case dumpFailed(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidRequest(r): return r
+        case let .badModelConfig(r): return "model configuration not supported: \(r)"
+        case let .componentFailed(r): return "pipeline component failed: \(r)"
+        case let .componentsUnavailable(r): return r
+        case let .dumpFailed(p, r): return "\(p): cannot write debug tensor: \(r)"
+        }
+    }
+}
+
+public struct GenerationRequest: Sendable {
+    public var prompt: String
+    /// SanaPipeline's default negative prompt is the empty string (still encoded when guidance is on).
+    public var negativePrompt: String = ""
+    public var width: Int = 1024
+    public var height: Int = 1024
+    public var steps: Int = 20
+    /// Classifier-free guidance runs when the scale is above 1.
+    public var guidanceScale: Double = 4.5
+    public var seed: UInt64 = 0
+    /// nil: the bundle's scheduler.
+    public var scheduler: SchedulerKind? = nil
+    public var maxSequenceLength: Int = 300
+    /// Prepend SanaPipeline's complex human instruction to the prompt (`--no-chi` turns it off).
+    public var complexHumanInstruction: Bool = true
+    /// Initial latents [1, C, H/f, W/f] instead of seeded noise (`--latents`).
+    public var latents: Tensor? = nil
+
+    public init(prompt: String) { self.prompt = prompt }
+
+    public func latentShape(vaeScaleFactor: Int, latentChannels: Int) -> [Int] {
+        [1, latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
+    }
+
+    /// Every check that needs no weights; the error names the offending setting.
+    public func validate(vaeScaleFactor f: Int, latentChannels: Int) throws {
+        func fail(_ message: String) -> GenerationError { .invalidRequest(message) }
+        // 2^20 pixels per side is far beyond any model; the bound keeps shape arithmetic overflow-free.
+        for (name, v) in [("width", width), ("height", height)] {
+            guard v > 0, v <= 1 << 20 else { throw fail("\(name) must be a positive number of pixels, got \(v)") }
+            guard v % f == 0 else {
+                throw fail("\(name) \(v) is not a multiple of the autoencoder factor \(f) (try \(max(f, (v + f / 2) / f * f)))")
+            }
+        }
+        guard steps >= 1 else { throw fail("steps must be at least 1, got \(steps)") }
+        guard guidanceScale.isFinite, guidanceScale >= 0 else { throw fail("guidance scale must be ≥ 0, got \(guidanceScale)") }
+        guard maxSequenceLength >= 1 else { throw fail("max sequence length must be at least 1, got \(maxSequenceLength)") }
+        if let latents {
+            let want = latentShape(vaeScaleFactor: f, latentChannels: latentChannels)
+            guard latents.shape == want else {
+                throw fail("initial latents have shape \(latents.shape); \(width)×\(height) needs \(want)")
+            }
+            guard latents.data.allSatisfy(\.isFinite) else { throw fail("initial latents contain NaN or infinity") }
+        }
+    }
+}

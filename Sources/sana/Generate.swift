@@ -1,0 +1,218 @@
+// `sana generate`: the command-line contract of DESIGN.md (plus --no-chi, --max-sequence-length, --threads,
+// --memory-budget, --pag-scale, --prompts-file). Everything that can be checked without weights is checked before
+// any model loads; the image is written only when a whole generation succeeded.
+import ArgumentParser
+import Foundation
+import SanaFormat
+import SanaKit
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate an image from a text prompt with a Sana bundle.")
+
+    @Option(name: .long, help: "The model bundle (from `sana convert`).") var model: String
+    @Option(name: .long, help: "The text prompt.") var prompt: String?
+    @Option(name: .long, help: "A file of prompts: .txt (one a line) or .json (a list of {\"prompt\": …, optional settings}).")
+    var promptsFile: String?
+    @Option(name: .long, help: "The negative prompt.") var negativePrompt: String = ""
+    @Option(name: .long, help: "Image width in pixels (a multiple of the autoencoder factor, 32).") var width: Int = 1024
+    @Option(name: .long, help: "Image height in pixels (a multiple of the autoencoder factor, 32).") var height: Int = 1024
+    @Option(name: .long, help: "Number of denoising steps.") var steps: Int = 20
+    @Option(name: .long, help: "Classifier-free guidance scale (guidance runs above 1).") var guidanceScale: Double = 4.5
+    @Option(name: .long, help: "Seed of the initial noise (torch.manual_seed compatible); random if omitted.") var seed: UInt64?
+    @Option(name: .long, help: "Scheduler: dpm-solver or euler (default: the bundle's).") var scheduler: String?
+    @Option(name: .long, help: "Output PNG path (with a prompts file: numbered after it).") var output: String = "out.png"
+    @Option(name: .long, help: "Initial latents (.npy [1, C, H/32, W/32]) instead of seeded noise.") var latents: String?
+    @Option(name: .long, help: "Write intermediate tensors as .npy files to this directory.") var dump: String?
+    @Option(name: .long, help: "Bound on resident memory, e.g. 800MB, 2GiB, 1.5G.") var memoryBudget: String?
+    @Option(name: .long, help: "Worker threads (default: all cores).") var threads: Int?
+    @Option(name: .long, help: "Maximum prompt tokens.") var maxSequenceLength: Int = 300
+    @Flag(name: .long, help: "Do not prepend the complex human instruction to the prompt.") var noChi = false
+    @Option(name: .long, help: "Perturbed-attention guidance scale (not implemented yet).") var pagScale: Double?
+
+    /// The autoencoder factor of every released Sana model (DC-AE f32c32); the bundle's own value is checked again
+    /// once it is read.
+    static let provisionalVaeScaleFactor = 32
+
+    func validate() throws {
+        guard (prompt == nil) != (promptsFile == nil) else {
+            throw ValidationError("give exactly one of --prompt and --prompts-file")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let pagScale, pagScale != 0 {
+            throw ValidationError("--pag-scale: perturbed-attention guidance is not implemented yet (omit it or pass 0)")
+        }
+    }
+
+    func run() throws {
+        let budget = try memoryBudget.map { text -> Int in
+            do { return try Memory.parseSize(text) } catch { throw ValidationError("--memory-budget: \(error)") }
+        }
+        let jobs = try makeJobs()
+        // Every request is validated before anything loads.
+        for job in jobs {
+            try job.request.validate(vaeScaleFactor: Self.provisionalVaeScaleFactor,
+                                     latentChannels: job.request.latents?.shape[1] ?? 32)
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), !isDirectory.boolValue,
+              FileManager.default.isReadableFile(atPath: model) else {
+            throw GenerateError("--model \(model): no such readable bundle file")
+        }
+        let wiring = try ModelWiring.load(bundle: model, memoryBudget: budget, threads: threads)
+        let pipeline = SanaPipeline(config: wiring.config, components: wiring.components, dumpDirectory: dump)
+        for job in jobs { try pipeline.validate(job.request) }
+        for job in jobs {
+            let bar = ProgressBar()
+            let result = try pipeline.generate(job.request, progress: bar.update)
+            bar.finish()
+            try PNGWriter.write(result.image, to: job.output, text: metadata(job.request, result))
+            let stages = PipelineStage.allCases.map { "\($0.rawValue) \(String(format: "%.1f", result.seconds[$0] ?? 0))s" }
+            print("\(job.output): \(job.request.width)x\(job.request.height), seed \(result.seed), \(result.scheduler) × "
+                + "\(job.request.steps) | \(stages.joined(separator: ", ")) | peak RSS \(Memory.format(Memory.peakResidentBytes))")
+        }
+    }
+
+    func metadata(_ r: GenerationRequest, _ result: GenerationResult) -> [(key: String, value: String)] {
+        [("prompt", r.prompt), ("negative_prompt", r.negativePrompt), ("seed", "\(result.seed)"), ("steps", "\(r.steps)"),
+         ("guidance_scale", "\(r.guidanceScale)"), ("scheduler", result.scheduler), ("size", "\(r.width)x\(r.height)"),
+         ("model", URL(fileURLWithPath: model).lastPathComponent), ("Software", "SanaEdge")]
+    }
+
+    struct Job { var request: GenerationRequest; var output: String }
+
+    /// One job per prompt, each a request with the command line's settings, overridden per item by a JSON prompts file.
+    func makeJobs() throws -> [Job] {
+        var base = GenerationRequest(prompt: prompt ?? "")
+        base.negativePrompt = negativePrompt
+        (base.width, base.height, base.steps, base.guidanceScale) = (width, height, steps, guidanceScale)
+        base.seed = seed ?? UInt64.random(in: 0 ..< (1 << 53))
+        base.scheduler = try scheduler.map { try SchedulerKind(name: $0) }
+        base.maxSequenceLength = maxSequenceLength
+        base.complexHumanInstruction = !noChi
+        if let latents {
+            do {
+                let (shape, values) = try Npy.read(latents)
+                base.latents = Tensor(shape: shape, data: values)
+            } catch { throw GenerateError("--latents: \(error)") }
+        }
+        guard let promptsFile else { return [Job(request: base, output: output)] }
+        let items = try PromptsFile.read(promptsFile, base: base)
+        return items.enumerated().map { i, item in
+            Job(request: item.request, output: item.output ?? (items.count == 1 ? output : numbered(output, i + 1)))
+        }
+    }
+
+    /// out.png → out-001.png
+    func numbered(_ path: String, _ n: Int) -> String {
+        let url = URL(fileURLWithPath: path), ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
+        let stem = url.deletingPathExtension().path
+        return "\(stem)-\(String(format: "%03d", n)).\(ext)"
+    }
+}
+
+/// A command-line error with its message.
+struct GenerateError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Where the real components are connected to the bundle. Until the bundle reader and the three networks are wired
+/// in, this reports that they are unavailable (after all input has been validated).
+enum ModelWiring {
+    static func load(bundle: String, memoryBudget: Int?, threads: Int?) throws -> (config: PipelineConfig, components: PipelineComponents) {
+        throw GenerationError.componentsUnavailable(
+            "\(bundle): model components not yet available in this build (text encoder, transformer and decoder are not wired "
+                + "to the bundle reader yet); all arguments are valid, no image was written")
+    }
+}
+
+/// `--prompts-file`: .txt (one prompt a line, blank lines skipped) or .json (a list of objects).
+enum PromptsFile {
+    struct Item { var request: GenerationRequest; var output: String? }
+
+    /// One object of a .json prompts file; the keys are the snake_case names of the command-line options.
+    struct Entry: Decodable {
+        let prompt: String
+        let negative_prompt: String?, scheduler: String?, output: String?
+        let width: Int?, height: Int?, steps: Int?, seed: UInt64?
+        let guidance_scale: Double?
+    }
+
+    static let keys: Set<String> = ["prompt", "negative_prompt", "width", "height", "steps", "guidance_scale", "seed",
+                                    "scheduler", "output"]
+
+    static func read(_ path: String, base: GenerationRequest) throws -> [Item] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw GenerateError("--prompts-file \(path): cannot read") }
+        func fail(_ why: String) -> GenerateError { GenerateError("--prompts-file \(path): \(why)") }
+        var items: [Item] = []
+        if path.lowercased().hasSuffix(".json") {
+            guard let list = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
+                throw fail("expected a JSON list of objects")
+            }
+            for (i, element) in list.enumerated() {
+                let n = i + 1
+                guard let object = element as? [String: Any] else { throw fail("item \(n) is not an object") }
+                if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
+                    throw fail("item \(n): unknown key '\(unknown)' (known: \(keys.sorted().joined(separator: ", ")))")
+                }
+                let entry: Entry
+                do {
+                    entry = try JSONDecoder().decode(Entry.self, from: JSONSerialization.data(withJSONObject: object))
+                } catch let DecodingError.typeMismatch(type, context), let DecodingError.valueNotFound(type, context) {
+                    let key = context.codingPath.last?.stringValue ?? "?"
+                    throw fail("item \(n): \"\(key)\" must be \(type == String.self ? "a string" : type == Double.self ? "a number" : "an integer")")
+                } catch DecodingError.keyNotFound {
+                    throw fail("item \(n): \"prompt\" must be a string")
+                } catch { throw fail("item \(n): \(error)") }
+                var r = base
+                r.prompt = entry.prompt
+                if let v = entry.negative_prompt { r.negativePrompt = v }
+                if let v = entry.width { r.width = v }
+                if let v = entry.height { r.height = v }
+                if let v = entry.steps { r.steps = v }
+                if let v = entry.guidance_scale { r.guidanceScale = v }
+                if let v = entry.seed { r.seed = v }
+                if let v = entry.scheduler {
+                    do { r.scheduler = try SchedulerKind(name: v) } catch { throw fail("item \(n): \(error)") }
+                }
+                items.append(Item(request: r, output: entry.output))
+            }
+        } else if path.lowercased().hasSuffix(".txt") {
+            guard let text = String(data: data, encoding: .utf8) else { throw fail("not UTF-8 text") }
+            for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+                let p = line.trimmingCharacters(in: .whitespaces)
+                if p.isEmpty { continue }
+                var r = base
+                r.prompt = p
+                items.append(Item(request: r, output: nil))
+            }
+        } else {
+            throw fail("expected a .txt or .json file")
+        }
+        guard !items.isEmpty else { throw fail("no prompts") }
+        return items
+    }
+}
+
+/// A one-line progress display on stderr when it is a terminal: stage, steps and ETA of the denoising loop.
+final class ProgressBar {
+    private let enabled = isatty(STDERR_FILENO) != 0
+    private var stageStart = Date()
+    private var stage: PipelineStage?
+
+    func update(_ p: PipelineProgress) {
+        guard enabled else { return }
+        if p.stage != stage { stage = p.stage; stageStart = Date() }
+        let width = 30, filled = p.total > 0 ? width * p.step / p.total : 0
+        let elapsed = Date().timeIntervalSince(stageStart)
+        let eta = p.step > 0 ? elapsed / Double(p.step) * Double(p.total - p.step) : 0
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let line = "\r\(p.stage.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(bar) \(p.step)/\(p.total)"
+            + (p.step > 0 && p.step < p.total ? String(format: "  ETA %.0fs", eta) : "") + "   "
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
