@@ -209,6 +209,21 @@ final class SanaTransformerTests: XCTestCase {
         }
     }
 
+    /// Every released configuration (models/configs/dit_*.json, from tools/fixtures/make_dit_configs.py) decodes,
+    /// validates, and its expected tensor list has exactly diffusers' parameter count.
+    func testReleasedConfigsLoadWithDiffusersParameterCounts() throws {
+        let dir = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("models/configs")
+        let counts = try JSONDecoder().decode([String: Int].self,
+                                              from: Data(contentsOf: dir.appendingPathComponent("dit_parameter_counts.json")))
+        XCTAssertEqual(counts.count, 10)
+        for (name, count) in counts {
+            let config = try SanaTransformerConfig.load(path: dir.appendingPathComponent("dit_\(name).json").path)
+            let params = SanaTransformer2DModel.expectedTensors(config).reduce(0) { $0 + $1.shape.reduce(1, *) }
+            XCTAssertEqual(params, count, name)
+        }
+    }
+
     // MARK: attention cores
 
     func testLinearAttentionMatchesDirectFormulaAndNeverDividesByZero() {
