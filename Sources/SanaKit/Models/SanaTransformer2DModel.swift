@@ -121,7 +121,7 @@ public final class SanaTransformer2DModel: Sendable {
         try checkInputs(hiddenStates, timestep, encoderHiddenStates, encoderAttentionMask, guidance)
         let b = hiddenStates.shape[0], p = config.patchSize
         let hp = hiddenStates.shape[2] / p, wp = hiddenStates.shape[3] / p
-        let c = config.innerDim, outC = config.resolvedOutChannels
+        let outC = config.resolvedOutChannels
 
         // The mask becomes an additive bias (1 − mask)·(−10000), as the reference converts a 2-D mask.
         let captionBias = encoderAttentionMask.map { m in
@@ -143,7 +143,6 @@ public final class SanaTransformer2DModel: Sendable {
 
         x = projOut.apply(normOut(x, embeddedTimestep: embedded))  // [B, H'·W', p·p·out]
         // Unpatchify: [B, H', W', p, p, out] → permute (0, 5, 1, 3, 2, 4) → [B, out, H', p, W', p] = [B, out, H, W].
-        precondition(x.lastDim == p * p * outC && x.shape[1] == hp * wp && c > 0)
         return x.reshaped([b, hp, wp, p, p, outC]).permuted([0, 5, 1, 3, 2, 4]).reshaped([b, outC, hp * p, wp * p])
     }
 
