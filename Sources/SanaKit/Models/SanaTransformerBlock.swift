@@ -1,0 +1,72 @@
+import SanaFormat
+
+// Follows diffusers/models/transformers/sana_transformer.py `SanaTransformerBlock`: adaLN-single modulated
+// linear self-attention, unmodulated softmax cross-attention over the caption, and the GLUMBConv feed-forward
+// applied on the token grid.
+
+/// One DiT block. Built from the source right before it runs and dropped right after (the model streams blocks).
+public struct SanaTransformerBlock: Sendable {
+    public let index: Int
+    public let attn1: SanaAttention          // transformer_blocks.i.attn1.*  (linear self-attention)
+    public let attn2: SanaAttention          // transformer_blocks.i.attn2.*  (cross-attention)
+    public let norm2Weight: [Float]?         // transformer_blocks.i.norm2.weight [C] (norm_elementwise_affine only)
+    public let norm2Bias: [Float]?           // transformer_blocks.i.norm2.bias [C]
+    public let ff: GLUMBConv                 // transformer_blocks.i.ff.*
+    public let scaleShiftTable: [Float]      // transformer_blocks.i.scale_shift_table: [6, C]
+    public let normEps: Float
+
+    static func prefix(_ index: Int) -> String { "transformer_blocks.\(index)" }
+
+    /// The state-dict keys and shapes of block `index` under `config`.
+    static func tensorShapes(_ index: Int, _ config: SanaTransformerConfig) -> [TensorShape] {
+        let p = prefix(index), c = config.innerDim, hidden = config.feedForwardHidden
+        let (a1, a2) = SanaAttention.layouts(config)
+        var n = a1.tensorShapes(p + ".attn1") + a2.tensorShapes(p + ".attn2")
+        if config.normElementwiseAffine { n += linearShapes(p + ".norm2", [c]) }
+        n += linearShapes(p + ".ff.conv_inverted", [2 * hidden, c, 1, 1]) + linearShapes(p + ".ff.conv_depth", [2 * hidden, 1, 3, 3])
+        n += linearShapes(p + ".ff.conv_point", [c, hidden, 1, 1], bias: false)
+        return n + [(p + ".scale_shift_table", [6, c])]
+    }
+
+    public init(_ source: WeightSource, index: Int, config: SanaTransformerConfig) throws {
+        let p = Self.prefix(index), c = config.innerDim
+        let (a1, a2) = SanaAttention.layouts(config)
+        self.index = index
+        attn1 = try SanaAttention(source, p + ".attn1", a1)
+        attn2 = try SanaAttention(source, p + ".attn2", a2)
+        norm2Weight = config.normElementwiseAffine ? try source.floats(p + ".norm2.weight", shape: [c]) : nil
+        norm2Bias = config.normElementwiseAffine ? try source.floats(p + ".norm2.bias", shape: [c]) : nil
+        ff = try GLUMBConv(source, p + ".ff", inChannels: c, outChannels: c, expandRatio: config.mlpRatio,
+                           rmsNorm: false, residualConnection: false)
+        scaleShiftTable = try source.floats(p + ".scale_shift_table", shape: [6, c])
+        normEps = Float(config.normEps)
+    }
+
+    /// x [B, H'·W', C] tokens of an H'×W' grid; timestepModulation [B, 6C]; caption [B, L, C] (projected and
+    /// normed); captionBias [B, L] the additive mask bias → [B, H'·W', C].
+    public func callAsFunction(_ x: Tensor, timestepModulation: Tensor, caption: Tensor, captionBias: Tensor?,
+                               height: Int, width: Int) -> Tensor {
+        let b = x.shape[0], c = x.lastDim
+        // (table[None] [1, 6, C] + modulation.reshape(B, 6, C)).chunk(6, dim=1): part k of batch bi is
+        // table[k] + modulation[bi, k·C ..< (k+1)·C].
+        func part(_ k: Int) -> [Float] {
+            var v = [Float](repeating: 0, count: b * c)
+            for bi in 0 ..< b { for j in 0 ..< c { v[bi * c + j] = scaleShiftTable[k * c + j] + timestepModulation.data[(bi * 6 + k) * c + j] } }
+            return v
+        }
+        let (shiftMSA, scaleMSA, gateMSA, shiftMLP, scaleMLP, gateMLP) = (part(0), part(1), part(2), part(3), part(4), part(5))
+
+        // Self-attention on the modulated norm1 (LayerNorm, no affine).
+        var h = x.layerNorm(weight: nil, bias: nil, eps: normEps).modulated(shift: shiftMSA, scale: scaleMSA)
+        var out = x.addingGated(attn1(h), gate: gateMSA)
+
+        // Cross-attention reads the residual stream itself: the reference applies no norm before attn2.
+        out = out + attn2(out, context: caption, keyBias: captionBias)
+
+        // Feed-forward on the modulated norm2, as a feature map: [B, H'·W', C] → [B, H', W', C] is the reference's
+        // unflatten(1, (H', W')).permute(0, 3, 1, 2) in our channels-last layout (no data movement).
+        h = out.layerNorm(weight: norm2Weight, bias: norm2Bias, eps: normEps).modulated(shift: shiftMLP, scale: scaleMLP)
+        let ffOut = ff(h.reshaped([b, height, width, c])).reshaped([b, height * width, c])
+        return out.addingGated(ffOut, gate: gateMLP)
+    }
+}
