@@ -103,3 +103,16 @@ extension WeightSource {
         Tensor(shape: shape, data: try floats(name, shape: shape))
     }
 }
+
+/// OpenBLAS entry points for the float path and for benchmarks against the peer (`sana bench gemm`).
+public enum OpenBLAS {
+    /// Y[m, n] = X[m, k] · Wᵀ with W float32 [n, k] (cblas_sgemm, row-major).
+    public static func sgemmXWt(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                m: Int, n: Int, k: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(k),
+                    0, y, Int32(n))
+    }
+
+    /// Threads OpenBLAS uses (the kernels' count is sana_set_threads).
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+}
