@@ -13,8 +13,12 @@ swift test -c release -Xswiftc -enable-testing --disable-swift-testing "$@" 2>&1
 status=${PIPESTATUS[0]}
 set -e
 # One plain closing line for CI: the totals of XCTest's "All tests" suite.
-summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
-total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
-if [ -n "$summary" ]; then echo "swift-test: $((total - failed)) passed, $failed failed"; fi
+# XCTest prints "Executed N tests, with [K tests skipped and] F failures"; the last such line is "All tests".
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with " "$log" | tail -1)
+if [ -n "$summary" ]; then
+    total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+    failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
+    skipped=$(echo "$summary" | grep -oE "[0-9]+ tests? skipped" | grep -oE "^[0-9]+" || echo 0)
+    echo "swift-test: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+fi
 exit "$status"

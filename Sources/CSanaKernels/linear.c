@@ -1,39 +1,210 @@
-// Linear layer: scalar reference and the dispatch point.
-// PROVISIONAL: the reference dequantizes one weight row at a time and accumulates in double-free float;
-// the SIMD kernels (issue 3) replace the dispatch below and quantize activations on the fly.
-#include "sana_kernels.h"
+// Linear layer: the one dispatch point. CPU features are probed once; the kernel set is chosen once;
+// SANA_FORCE_REFERENCE=1 (or sana_force_reference) selects the scalar reference set.
+#include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int32_t g_threads = 0;
-static int32_t g_force_reference = -1;
+static const sana_kernel_set reference_set = {"reference", sana_quantize_rows_ref, {0}, 0};
 
-void sana_set_threads(int32_t threads) { g_threads = threads < 1 ? 0 : threads; }
-int32_t sana_get_threads(void) { return g_threads; }
+static const sana_kernel_set *probed_set = &reference_set;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static const sana_kernel_set *selected_set = NULL;  // sana_select_kernel_family, NULL = probed
+static int32_t g_force_reference = -1;  // -1: not set by the API, read the environment
 
-void sana_force_reference(int32_t on) { g_force_reference = on ? 1 : 0; }
+static void probe(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (sana_cpu_has_avx512bf16()) probed_set = &sana_kernels_avx512_bf16;
+    else if (sana_cpu_has_avx512vnni()) probed_set = &sana_kernels_avx512;
+    else if (sana_cpu_has_avx2()) probed_set = &sana_kernels_avx2;
+#elif defined(__aarch64__)
+    probed_set = sana_cpu_has_dotprod() ? &sana_kernels_neon_dot : &sana_kernels_neon;
+#endif
+    const char *env = getenv("SANA_FORCE_REFERENCE");
+    if (g_force_reference < 0) g_force_reference = env && strcmp(env, "1") == 0;
+}
 
-const char *sana_kernel_family(void) { return "reference"; }
+void sana_force_reference(int32_t on) {
+    pthread_once(&probe_once, probe);
+    g_force_reference = on ? 1 : 0;
+}
 
-void sana_linear_ref(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
-                     float *y) {
-    float row[4096];
-    float *wrow = k <= 4096 ? row : (float *)malloc((size_t)k * sizeof(float));
-    if (!wrow) return;
-    for (int64_t j = 0; j < n; j++) {
-        sana_matrix_unpack_rows(type, w, n, k, j, 1, wrow);
-        for (int64_t i = 0; i < m; i++) {
-            const float *xi = x + i * k;
-            float acc = 0.0f;
-            for (int64_t p = 0; p < k; p++) acc += xi[p] * wrow[p];
-            y[i * n + j] = acc + (bias ? bias[j] : 0.0f);
+int32_t sana_reference_forced(void) {
+    pthread_once(&probe_once, probe);
+    return g_force_reference;
+}
+
+const sana_kernel_set *sana_kernels(void) {
+    pthread_once(&probe_once, probe);
+    if (g_force_reference) return &reference_set;
+    return selected_set ? selected_set : probed_set;
+}
+
+static const sana_kernel_set *available_sets(int i) {
+    static const sana_kernel_set *const sets[] = {
+#if defined(__x86_64__) || defined(_M_X64)
+        &sana_kernels_avx512_bf16, &sana_kernels_avx512, &sana_kernels_avx2,
+#elif defined(__aarch64__)
+        &sana_kernels_neon_dot, &sana_kernels_neon,
+#endif
+        &reference_set};
+    return i < (int)(sizeof sets / sizeof sets[0]) ? sets[i] : NULL;
+}
+
+static int set_supported(const sana_kernel_set *ks) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (ks == &sana_kernels_avx512_bf16) return sana_cpu_has_avx512bf16();
+    if (ks == &sana_kernels_avx512) return sana_cpu_has_avx512vnni();
+    if (ks == &sana_kernels_avx2) return sana_cpu_has_avx2();
+#elif defined(__aarch64__)
+    if (ks == &sana_kernels_neon_dot) return sana_cpu_has_dotprod();
+#endif
+    return 1;
+}
+
+int32_t sana_select_kernel_family(const char *name) {
+    pthread_once(&probe_once, probe);
+    if (!name || !*name) {
+        selected_set = NULL;
+        return 1;
+    }
+    for (int i = 0; available_sets(i); i++) {
+        const sana_kernel_set *ks = available_sets(i);
+        if (strcmp(ks->name, name) == 0 && set_supported(ks)) {
+            selected_set = ks;
+            return 1;
         }
     }
-    if (wrow != row) free(wrow);
+    return 0;
+}
+
+const char *sana_kernel_family(void) { return sana_kernels()->name; }
+
+int32_t sana_linear_has_kernel(int32_t type) {
+    const sana_kernel_set *ks = sana_kernels();
+    if (type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) return ks->qgemm[type] != NULL;
+    if (type == SANA_TYPE_BF16) return ks->bgemm != NULL;
+    return 0;
+}
+
+// Rows of activations prepared (quantized / rounded to bf16) at a time: bounds the scratch memory
+// (MCHUNK·K bytes) while each weight block is reused across MCHUNK rows.
+#define MCHUNK 512
+// Rows per work item when the weight blocks alone do not give every thread enough work.
+#define MSUB 48
+
+typedef struct {
+    const sana_kernel_set *ks;
+    const float *x;
+    sana_qgemm_args q;
+    sana_bgemm_args bf;
+    int64_t nblocks, tile_blocks, tiles, msub;
+} job;
+
+static void quantize_range(void *ctx, int64_t i0, int64_t i1) {
+    job *j = (job *)ctx;
+    j->ks->quantize(j->x + i0 * j->q.k, i1 - i0, j->q.k, j->q.g, (int8_t *)j->q.xq + i0 * j->q.kp,
+                    (float *)j->q.xs + i0 * j->q.ng, (int32_t *)j->q.xsum + i0 * j->q.ng);
+}
+
+static void bf16_range(void *ctx, int64_t i0, int64_t i1) {
+    job *j = (job *)ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *src = j->x + i * j->bf.k;
+        uint16_t *dst = (uint16_t *)j->bf.xb + i * j->bf.kp2;
+        for (int64_t p = 0; p < j->bf.k; p++) dst[p] = sana_f32_to_bf16(src[p]);
+        if (j->bf.kp2 > j->bf.k) dst[j->bf.k] = 0;
+    }
+}
+
+/// Work item i = (weight tile t, row slice s), tiles major so each thread walks its own weight tiles.
+static void item_bounds(const job *j, int64_t i, int64_t m, int64_t *m0, int64_t *m1, int64_t *b0, int64_t *b1) {
+    int64_t t = i / j->msub, s = i % j->msub;
+    *b0 = t * j->tile_blocks;
+    *b1 = *b0 + j->tile_blocks < j->nblocks ? *b0 + j->tile_blocks : j->nblocks;
+    *m0 = m * s / j->msub;
+    *m1 = m * (s + 1) / j->msub;
+}
+
+static void qgemm_range(void *ctx, int64_t i0, int64_t i1) {
+    job *j = (job *)ctx;
+    sana_qgemm_fn fn = j->ks->qgemm[j->q.type] ? j->ks->qgemm[j->q.type] : sana_qgemm_ref;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t m0, m1, b0, b1;
+        item_bounds(j, i, j->q.m, &m0, &m1, &b0, &b1);
+        fn(&j->q, m0, m1, b0, b1);
+    }
+}
+
+static void bgemm_range(void *ctx, int64_t i0, int64_t i1) {
+    job *j = (job *)ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t m0, m1, b0, b1;
+        item_bounds(j, i, j->bf.m, &m0, &m1, &b0, &b1);
+        j->ks->bgemm(&j->bf, m0, m1, b0, b1);
+    }
+}
+
+static void plan(job *j, int64_t m, int64_t n) {
+    j->nblocks = (n + SANA_ROW_BLOCK - 1) / SANA_ROW_BLOCK;
+    j->tile_blocks = 2;  // kernels take 32 output columns at a time
+    j->tiles = (j->nblocks + j->tile_blocks - 1) / j->tile_blocks;
+    int64_t threads = sana_pool_threads();
+    j->msub = 1;
+    if (j->tiles < 8 * threads) {  // few weight tiles: also split the rows
+        j->msub = (m + MSUB - 1) / MSUB;
+        if (j->msub > 4 * threads) j->msub = 4 * threads;
+        if (j->msub < 1) j->msub = 1;
+    }
 }
 
 void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
                  float *y) {
+    if (m <= 0 || n <= 0 || k <= 0 || !sana_type_traits_of(type)) return;
+    const sana_kernel_set *ks = sana_kernels();
+    job j;
+    memset(&j, 0, sizeof j);
+    j.ks = ks;
+    if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type]) {
+        const int64_t g = sana_qgroup(type), ng = sana_groups(k, g), kp = sana_kpad(k);
+        const int64_t chunk = m < MCHUNK ? m : MCHUNK;
+        // Scratch of the calling thread; workers only read it during this call.
+        int8_t *xq = (int8_t *)sana_scratch(0, (size_t)(chunk * kp));
+        float *xs = (float *)sana_scratch(1, (size_t)(chunk * ng) * 4);
+        int32_t *xsum = (int32_t *)sana_scratch(2, (size_t)(chunk * ng) * 4);
+        if (!xq || !xs || !xsum) {
+            sana_linear_ref(x, m, k, type, w, n, bias, y);
+            return;
+        }
+        for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+            int64_t rows = m - r0 < chunk ? m - r0 : chunk;
+            j.x = x + r0 * k;
+            j.q = (sana_qgemm_args){type, rows, k, kp, n, g, ng, xq, xs, xsum, (const uint8_t *)w,
+                                    sana_type_traits_of(type)->block_bytes(k), bias, y + r0 * n};
+            sana_parallel_for(rows, quantize_range, &j);
+            plan(&j, rows, n);
+            sana_parallel_for(j.tiles * j.msub, qgemm_range, &j);
+        }
+        return;
+    }
+    if (type == SANA_TYPE_BF16 && ks->bgemm) {
+        const int64_t kp2 = (k + 1) & ~(int64_t)1;
+        const int64_t chunk = m < MCHUNK ? m : MCHUNK;
+        uint16_t *xb = (uint16_t *)sana_scratch(3, (size_t)(chunk * kp2) * 2);
+        if (!xb) {
+            sana_linear_ref(x, m, k, type, w, n, bias, y);
+            return;
+        }
+        for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+            int64_t rows = m - r0 < chunk ? m - r0 : chunk;
+            j.x = x + r0 * k;
+            j.bf = (sana_bgemm_args){rows, k, kp2, n, xb, (const uint16_t *)w, bias, y + r0 * n};
+            sana_parallel_for(rows, bf16_range, &j);
+            plan(&j, rows, n);
+            sana_parallel_for(j.tiles * j.msub, bgemm_range, &j);
+        }
+        return;
+    }
     sana_linear_ref(x, m, k, type, w, n, bias, y);
 }

@@ -19,6 +19,8 @@ public enum StorageType: Int32, CaseIterable, Sendable, Codable {
 
     public var isQuantized: Bool { sana_type_traits_of(rawValue).pointee.is_quantized != 0 }
     public var groupSize: Int { Int(sana_type_traits_of(rawValue).pointee.group_size) }
+    /// Rows per packed block: a row range split at multiples of it is itself a valid packed matrix.
+    public var rowBlock: Int { Int(sana_type_traits_of(rawValue).pointee.row_block) }
 
     /// Bytes of a packed [rows, cols] matrix, nil on overflow or non-positive sizes.
     public func matrixBytes(rows: Int, cols: Int) -> Int? {

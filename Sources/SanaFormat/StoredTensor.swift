@@ -38,6 +38,21 @@ public struct StoredTensor: Sendable {
         return out
     }
 
+    /// The row concatenation [Σ rows, cols] of matrices of one storage type and width, as one packed matrix.
+    /// Packed bytes concatenate directly when every part but the last has a multiple of `rowBlock` rows;
+    /// otherwise the parts are unpacked and packed again (exact for float types, a re-quantization of already
+    /// quantized values otherwise: each group's largest value maps to the same extreme code, so the codes come back
+    /// unchanged and the scales up to float rounding).
+    public static func concatenatingRows(name: String, _ parts: [StoredTensor]) -> StoredTensor {
+        precondition(!parts.isEmpty && parts.allSatisfy { $0.type == parts[0].type && $0.cols == parts[0].cols },
+                     "concatenatingRows: parts differ in type or width")
+        let type = parts[0].type, cols = parts[0].cols, rows = parts.reduce(0) { $0 + $1.rows }
+        if parts.dropLast().allSatisfy({ $0.rows % type.rowBlock == 0 }) {
+            return StoredTensor(name: name, shape: [rows, cols], type: type, bytes: parts.flatMap(\.bytes))
+        }
+        return pack(name: name, shape: [rows, cols], values: parts.flatMap { $0.floats() }, as: type)
+    }
+
     /// Packs float32 values of the given shape as `type` (quantizing with the scalar reference code).
     public static func pack(name: String, shape: [Int], values: [Float], as type: StorageType) -> StoredTensor {
         let rows = shape.count >= 2 ? shape[0] : 1

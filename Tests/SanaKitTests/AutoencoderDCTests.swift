@@ -36,10 +36,13 @@ final class AutoencoderDCTests: XCTestCase {
     }
 
     /// int8 / int4 weights (every ≥ 2-D conv and linear weight re-packed, norms and biases float): errors are
-    /// recorded in docs/NUMERICS.md "DC-AE"; the bounds are about 2× the measured worst case.
+    /// recorded in docs/NUMERICS.md "DC-AE"; the bounds are about 1.5–2× the measured worst case. The int8 kernels
+    /// also round activations (one scale per row and group of 128); the random EfficientViT case amplifies that
+    /// through its ReLU linear attention (quotients of small sums), hence its own int8 bound.
     func testQuantizedErrorsAreBounded() throws {
         for (type, bound) in [(StorageType.f16, Float(2e-3)), (.bf16, Float(2e-2)), (.int8, Float(0.07)), (.int4, Float(0.8))] {
             for name in Self.cases {
+                let bound = type == .int8 && name == "interpolate_evit" ? Float(0.75) : bound
                 let e = try errors(name, as: type)
                 print("DC-AE \(type.name) \(name): decode \(e.decode), encode \(e.encode)")
                 XCTAssertLessThan(e.decode, bound, "\(type.name) \(name)")
@@ -59,6 +62,8 @@ final class AutoencoderDCTests: XCTestCase {
                 let d = relativeMaxError(try ae.decode(try Fixtures.tensor("dcae/\(name)/decoder_input.npy")),
                                          try Fixtures.tensor("dcae/\(name)/decoder_output.npy"))
                 print("DC-AE weight-only \(type.name) \(name): decode \(d)")
+                // Weight rounding alone (activations in f32): measured ≤ 0.033 (int8) and ≤ 0.60 (int4).
+                XCTAssertLessThan(d, type == .int8 ? 0.07 : 0.8, "\(type.name) \(name)")
             }
         }
     }

@@ -97,12 +97,15 @@ final class SanaTransformerTests: XCTestCase {
 
     /// int8 / int4 weights (linear and dense-conv weights re-packed): errors measured and bounded.
     func testQuantizedErrorsAreBounded() throws {
-        let bounds: [StorageType: Float] = [.f16: 2e-3, .bf16: 2e-2, .int8: 3e-2, .int4: 0.35]
+        // bf16 and int8 include activation rounding in the kernels (bf16 dot products, int8 per-group activations):
+        // see docs/NUMERICS.md "Linear DiT" for the measured figures these bounds sit above.
+        let bounds: [StorageType: Float] = [.f16: 2e-3, .bf16: 3.5e-2, .int8: 6e-2, .int4: 0.5]
         for storage in [StorageType.f16, .bf16, .int8, .int4] {
             var worst: Float = 0
             for name in Self.cases {
                 worst = max(worst, try Self.error(name, storage))
             }
+            print("DiT \(storage.name): worst \(worst)")
             XCTAssertLessThan(worst, bounds[storage] ?? 0, storage.name)
         }
     }

@@ -1,10 +1,21 @@
 // SanaEdge C kernels: the storage-format traits table (single source of truth for block sizes and bytes),
 // scalar reference kernels (kept forever as the test oracle and portable fallback), and SIMD kernels chosen
-// once at run time. C kernels never allocate on the hot path and never fail: callers validate shapes.
+// once at run time (AVX-512 VNNI/BF16, AVX2, NEON). Kernels never fail: callers validate shapes.
 //
 // Layout convention: matrices are row-major. A weight W of reference shape [N, d1, d2, ...] is the matrix
 // [N, K] with K = d1*d2*... in the reference's element order (a conv weight [O, I, kh, kw] is [O, I*kh*kw]).
 // A linear layer computes Y[M, N] = X[M, K] · Wᵀ + bias.
+//
+// Packed layouts (docs/FORMAT.md refers here):
+//   f32, f16, bf16: plain row-major rows of K elements (row_block 1), the safetensors encodings.
+//   int8, int4: blocks of SANA_ROW_BLOCK = 16 rows (the last block zero-padded to 16 rows). With
+//     Kp = K rounded up to a multiple of 8 and G = group_size, ng = ceil(K / G), one block is
+//       float32 scales[ng][16]                       (scale of group g of block row r at [g][r])
+//       data: int8: uint8 [Kp/4][16][4]              (byte = q + 128, q in [-127, 127])
+//             int4: uint8 [Kp/8][16][4]              (low nibble: element 4·(2t)+i, high nibble: element
+//                                                     4·(2t+1)+i of row r at [t][r][i]; nibble = q + 8, q in [-7, 7])
+//     Dequantized w[r][k] = q · scales[k / G][r]. Padding (rows ≥ N, columns ≥ K) has q = 0.
+//     Rows [a, b) with a, b multiples of 16 (or b = N) are themselves a valid packed matrix of b − a rows.
 #ifndef SANA_KERNELS_H
 #define SANA_KERNELS_H
 
@@ -20,17 +31,25 @@ typedef enum {
     SANA_TYPE_F32 = 0,
     SANA_TYPE_F16 = 1,
     SANA_TYPE_BF16 = 2,
-    SANA_TYPE_Q8 = 3,   // int8, symmetric, one scale per group along K
-    SANA_TYPE_Q4 = 4,   // int4, symmetric, one scale per group along K
+    SANA_TYPE_Q8 = 3,   // int8, symmetric, one scale per group of group_size along K
+    SANA_TYPE_Q4 = 4,   // int4, symmetric, one scale per group of group_size along K
     SANA_TYPE_COUNT = 5
 } sana_type;
+
+/// Rows per packed block of the integer formats (one AVX-512 register of int32 outputs).
+#define SANA_ROW_BLOCK 16
 
 typedef struct {
     const char *name;        // "f32", "f16", "bf16", "int8", "int4": the names the CLI and the bundle use
     int32_t is_quantized;    // 1 for integer types with group scales
     int32_t group_size;      // elements per scale group along K (1 for float types)
-    // Bytes of one packed row of K elements (including its scales and padding). 0 when K is invalid.
-    size_t (*row_bytes)(int64_t k);
+    int32_t row_block;       // rows per packed block: row ranges split at multiples of it stay valid matrices
+    // Bytes of one packed block of row_block rows of K elements (scales and padding included); 0 when K is invalid.
+    size_t (*block_bytes)(int64_t k);
+    // Dequantizes rows [row0, row0 + rows) of a packed [n, k] matrix to float dst[rows, k].
+    void (*unpack_rows)(const void *src, int64_t n, int64_t k, int64_t row0, int64_t rows, float *dst);
+    // The scalar reference product Y = X·Wᵀ (+ bias) for this type: the oracle of every SIMD path.
+    void (*linear_ref)(const float *x, int64_t m, int64_t k, const void *w, int64_t n, const float *bias, float *y);
 } sana_type_traits;
 
 /// The traits of a storage type, or NULL for a value outside the enum.
@@ -39,8 +58,8 @@ const sana_type_traits *sana_type_traits_of(int32_t type);
 /// Bytes of a packed [n, k] matrix; 0 on overflow or non-positive sizes.
 size_t sana_matrix_bytes(int32_t type, int64_t n, int64_t k);
 
-/// Packs (and for integer types quantizes, with the scalar reference code so bundles are bit-identical
-/// across machines) the row-major float matrix w[n, k] into dst, which holds sana_matrix_bytes(type, n, k) bytes.
+/// Packs (and for integer types quantizes, with scalar code so bundles are bit-identical across machines)
+/// the row-major float matrix w[n, k] into dst, which holds sana_matrix_bytes(type, n, k) bytes.
 void sana_matrix_pack(int32_t type, const float *w, int64_t n, int64_t k, void *dst);
 
 /// Unpacks rows [row0, row0 + rows) of a packed [n, k] matrix to float dst[rows, k].
@@ -48,7 +67,8 @@ void sana_matrix_unpack_rows(int32_t type, const void *src, int64_t n, int64_t k
                              float *dst);
 
 /// Y[m, n] = X[m, k] · Wᵀ (+ bias[n] when bias is not NULL), W packed as `type`.
-/// Float-stored weights are computed in float; integer-stored weights quantize X on the fly.
+/// Integer-stored weights quantize X on the fly (int8 per (row, group) scales, see docs/NUMERICS.md);
+/// bf16 weights use bf16 dot products (X rounded to bf16, fp32 accumulation) where the CPU has them.
 void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
                  float *y);
 
@@ -56,14 +76,22 @@ void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void 
 void sana_linear_ref(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
                      float *y);
 
+/// 1 when sana_linear has a SIMD kernel for `type` on this CPU (else callers may prefer BLAS for float types).
+int32_t sana_linear_has_kernel(int32_t type);
+
 /// Threads used by the kernels (default: all online cores). Values < 1 mean the default.
 void sana_set_threads(int32_t threads);
 int32_t sana_get_threads(void);
 
 /// Forces the scalar reference path everywhere (also set by the environment variable SANA_FORCE_REFERENCE=1).
 void sana_force_reference(int32_t on);
+int32_t sana_reference_forced(void);
 
-/// Name of the kernel family chosen for this CPU ("avx512vnni", "avx2", "neon", "reference").
+/// Selects a kernel family by name for tests and benchmarks ("reference" or one this CPU supports, e.g. "avx2" on
+/// an AVX-512 machine); NULL or "" restores the probed choice. Returns 1 when selected, 0 when unavailable.
+int32_t sana_select_kernel_family(const char *name);
+
+/// Name of the kernel family chosen for this CPU ("avx512vnni", "avx2", "neon-dotprod", "neon", "reference").
 const char *sana_kernel_family(void);
 
 // Scalar conversions shared by Swift and C (round-to-nearest-even).
@@ -71,6 +99,29 @@ uint16_t sana_f32_to_f16(float f);
 float sana_f16_to_f32(uint16_t h);
 uint16_t sana_f32_to_bf16(float f);
 float sana_bf16_to_f32(uint16_t h);
+
+// ---- Hot operations (rows of a row-major [rows, c] matrix; in place where `x` is both input and output) ----
+
+/// RMSNorm over each row: x / sqrt(mean(x²) + eps) · weight (+ bias); weight/bias may be NULL.
+void sana_rms_norm(float *x, int64_t rows, int64_t c, const float *weight, const float *bias, float eps);
+/// LayerNorm over each row (biased variance); weight/bias may be NULL.
+void sana_layer_norm(float *x, int64_t rows, int64_t c, const float *weight, const float *bias, float eps);
+/// Softmax over each row.
+void sana_softmax(float *x, int64_t rows, int64_t c);
+
+/// Pointwise activations, in place over count elements.
+typedef enum { SANA_ACT_SILU = 0, SANA_ACT_RELU = 1, SANA_ACT_GELU = 2, SANA_ACT_GELU_TANH = 3 } sana_activation;
+void sana_activate(float *x, int64_t count, int32_t activation);
+
+/// Depthwise k×k convolution, stride 1, zero padding k/2, channels-last: x [b, h, w, c], weight [c, k·k],
+/// bias [c] or NULL, y [b, h, w, c].
+void sana_depthwise_conv2d(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, const float *weight,
+                           const float *bias, int32_t kernel, float *y);
+
+/// im2col for a k×k convolution, stride 1, zero padding `pad`, channels-last x [b, h, w, c]:
+/// cols [b, oh, ow, c·k·k] in the weight's (cin, ky, kx) order, oh = h + 2·pad − k + 1.
+void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int32_t kernel, int32_t pad,
+                 float *cols);
 
 #ifdef __cplusplus
 }

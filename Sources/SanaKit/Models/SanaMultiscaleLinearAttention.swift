@@ -34,9 +34,8 @@ struct SanaMultiscaleLinearAttention: Sendable {
         let k = try Linear(source, prefix + ".to_k", shape: [inner, c], bias: false)
         let v = try Linear(source, prefix + ".to_v", shape: [inner, c], bias: false)
         if q.weight.type == k.weight.type && q.weight.type == v.weight.type {
-            // Packed rows are independent, so row-concatenating the bytes is the packed [3·inner, C] matrix.
-            let fused = StoredTensor(name: prefix + ".to_qkv", shape: [3 * inner, c], type: q.weight.type,
-                                     bytes: q.weight.bytes + k.weight.bytes + v.weight.bytes)
+            // One product for q, k and v: the packed [3·inner, C] matrix.
+            let fused = StoredTensor.concatenatingRows(name: prefix + ".to_qkv", [q.weight, k.weight, v.weight])
             toQKV = Linear(weight: fused, bias: nil)
             splitQKV = nil
         } else {

@@ -37,16 +37,21 @@ public struct SyntheticWeightSource: WeightSource {
         }
         let amplitude = name.contains("scale_shift_table") ? 0.1 : (3 / Float(cols)).squareRoot()
         let storage = QuantizedWeightSource.matrixWeights(name, shape) ? type : .f32
-        let tile = min(rows, 16)
+        // One packed block of rows (a single row for float types, `rowBlock` rows for integer types), repeated:
+        // packed blocks are independent and equally sized (sana_kernels.h).
+        let tile = min(rows, max(storage.rowBlock, 16))
         let packed = StoredTensor.pack(name: name, shape: [tile, cols], values: (0 ..< tile * cols).map { _ in amplitude * uniform() },
                                        as: storage)
-        let rowBytes = packed.bytes.count / tile  // packed rows are independent and equally sized (sana_kernels.h)
-        var bytes = [UInt8](repeating: 0, count: rowBytes * rows)
+        let blockRows = min(storage.rowBlock, tile)
+        let blockBytes = packed.bytes.count / (tile / blockRows + (tile % blockRows == 0 ? 0 : 1))
+        let total = storage.matrixBytes(rows: rows, cols: cols) ?? 0
+        var bytes = [UInt8](repeating: 0, count: total)
         packed.bytes.withUnsafeBytes { src in
             bytes.withUnsafeMutableBytes { dst in
                 guard let d = dst.baseAddress, let s = src.baseAddress else { return }
-                for r in 0 ..< rows {  // row r of [rows, rowBytes] is tile row r mod 16
-                    (d + r * rowBytes).copyMemory(from: s + (r % tile) * rowBytes, byteCount: rowBytes)
+                let tileBlocks = packed.bytes.count / blockBytes
+                for b in 0 ..< total / blockBytes {  // block b of the matrix is block (b mod tileBlocks) of the tile
+                    (d + b * blockBytes).copyMemory(from: s + (b % tileBlocks) * blockBytes, byteCount: blockBytes)
                 }
             }
         }

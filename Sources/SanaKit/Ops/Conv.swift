@@ -1,3 +1,5 @@
+import CSanaKernels
+
 extension Tensor {
     /// 2-D convolution of a channels-last feature map [B, H, W, Cin] with a Linear whose weight has the reference
     /// shape [Cout, Cin, kh, kw] (matrix [Cout, Cin·kh·kw]), stride `stride`, zero padding `padding`.
@@ -61,28 +63,13 @@ extension Tensor {
         precondition(rank == 4, "depthwiseConv2d: input must be [B, H, W, C], got \(shape)")
         let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
         precondition(weight.count == c * kernel * kernel, "depthwiseConv2d: weight has \(weight.count) values")
-        let pad = kernel / 2
+        precondition(bias.map { $0.count == c } ?? true, "depthwiseConv2d: bias size ≠ \(c)")
+        // out [B, H, W, C] (sana_depthwise_conv2d, padding kernel/2)
         var out = [Float](repeating: 0, count: count)
         data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                for n in 0 ..< b {
-                    for y in 0 ..< h {
-                        for x in 0 ..< w {
-                            let o = ((n * h + y) * w + x) * c
-                            if let bias { for ch in 0 ..< c { dst[o + ch] = bias[ch] } }
-                            for ky in 0 ..< kernel {
-                                let iy = y + ky - pad
-                                if iy < 0 || iy >= h { continue }
-                                for kx in 0 ..< kernel {
-                                    let ix = x + kx - pad
-                                    if ix < 0 || ix >= w { continue }
-                                    let s = ((n * h + iy) * w + ix) * c
-                                    let widx = ky * kernel + kx
-                                    for ch in 0 ..< c { dst[o + ch] += src[s + ch] * weight[ch * kernel * kernel + widx] }
-                                }
-                            }
-                        }
-                    }
+                bias.withUnsafeBufferPointerOrNil { bp in
+                    sana_depthwise_conv2d(src.baseAddress, Int64(b), Int64(h), Int64(w), Int64(c), weight, bp, Int32(kernel), dst.baseAddress)
                 }
             }
         }

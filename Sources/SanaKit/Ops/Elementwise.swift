@@ -1,3 +1,4 @@
+import CSanaKernels
 import Foundation
 
 /// Pointwise activations and arithmetic on tensors (channels-last; see Tensor).
@@ -28,12 +29,21 @@ public enum Activation: String, Sendable, Codable {
         }
     }
 
-    public func apply(_ t: Tensor) -> Tensor {
-        if self == .identity { return t }
-        var out = t
-        out.data.withUnsafeMutableBufferPointer { p in
-            for i in 0 ..< p.count { p[i] = self(p[i]) }
+    /// The C activation (sana_activate, parallel and vectorized) with the same formula as callAsFunction.
+    var kernel: sana_activation? {
+        switch self {
+        case .silu: return SANA_ACT_SILU
+        case .relu: return SANA_ACT_RELU
+        case .gelu: return SANA_ACT_GELU
+        case .geluTanh: return SANA_ACT_GELU_TANH
+        case .identity: return nil
         }
+    }
+
+    public func apply(_ t: Tensor) -> Tensor {
+        guard let kernel else { return t }
+        var out = t
+        out.data.withUnsafeMutableBufferPointer { p in sana_activate(p.baseAddress, Int64(p.count), Int32(kernel.rawValue)) }
         return out
     }
 }

@@ -1,0 +1,91 @@
+// Internal interfaces of the C kernels: format constants, the activation quantizer, kernel signatures,
+// the thread pool. Not part of the public API (include/sana_kernels.h).
+#ifndef SANA_INTERNAL_H
+#define SANA_INTERNAL_H
+
+#include "sana_kernels.h"
+
+// Group sizes along K (one weight scale per group, one activation scale per (row, group)); measured choice in
+// docs/NUMERICS.md "Kernels". Both are multiples of 8 so int4 quad pairs never straddle a group.
+#define SANA_Q8_GROUP 128
+#define SANA_Q4_GROUP 64
+
+/// K padded to a multiple of 8: the quantized activation row length and the packed data length.
+static inline int64_t sana_kpad(int64_t k) { return (k + 7) & ~(int64_t)7; }
+static inline int64_t sana_groups(int64_t k, int64_t g) { return (k + g - 1) / g; }
+static inline int sana_qgroup(int32_t type) { return type == SANA_TYPE_Q8 ? SANA_Q8_GROUP : SANA_Q4_GROUP; }
+/// The unsigned offset of stored weights: byte = q + 128 (int8), nibble = q + 8 (int4).
+static inline int sana_qoffset(int32_t type) { return type == SANA_TYPE_Q8 ? 128 : 8; }
+
+/// Quantizes rows of x [rows, k] to int8 per (row, group of g) with symmetric scales: q[rows][kp] (zero padded),
+/// scale[rows][ng] = amax/127, sum[rows][ng] = Σ q over the group. Every implementation must be bit-identical
+/// to the reference (same inv = 127/amax, one rounding multiply, round-to-nearest-even).
+typedef void (*sana_quantize_fn)(const float *x, int64_t rows, int64_t k, int64_t g, int8_t *q, float *scale,
+                                 int32_t *sum);
+void sana_quantize_rows_ref(const float *x, int64_t rows, int64_t k, int64_t g, int8_t *q, float *scale,
+                            int32_t *sum);
+
+/// One quantized product over a chunk of activation rows (already quantized) and a range of weight blocks.
+typedef struct {
+    int32_t type;
+    int64_t m, k, kp, n, g, ng;  // chunk rows, K, padded K, N, group size, groups
+    const int8_t *xq;            // [m][kp]
+    const float *xs;             // [m][ng]
+    const int32_t *xsum;         // [m][ng]
+    const uint8_t *w;            // packed weights (all blocks)
+    size_t block_bytes;
+    const float *bias;           // [n] or NULL
+    float *y;                    // [m][n]
+} sana_qgemm_args;
+/// Computes y rows [m0, m1) × weight blocks [b0, b1).
+typedef void (*sana_qgemm_fn)(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1);
+void sana_qgemm_ref(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1);
+
+/// bf16 product: activations already rounded to bf16 xb[m][kp2] (kp2 = K rounded up to even, zero padded),
+/// weights row-major bf16 [n][k]. Computes y rows [m0, m1) × weight rows [16·b0, min(16·b1, n)).
+typedef struct {
+    int64_t m, k, kp2, n;
+    const uint16_t *xb;
+    const uint16_t *w;
+    const float *bias;
+    float *y;
+} sana_bgemm_args;
+typedef void (*sana_bgemm_fn)(const sana_bgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1);
+
+/// The kernels of one CPU family; NULL entries fall back to the reference.
+typedef struct {
+    const char *name;
+    sana_quantize_fn quantize;
+    sana_qgemm_fn qgemm[SANA_TYPE_COUNT];  // indexed by type (Q8, Q4)
+    sana_bgemm_fn bgemm;
+} sana_kernel_set;
+
+#if defined(__x86_64__) || defined(_M_X64)
+int sana_cpu_has_avx512vnni(void);
+int sana_cpu_has_avx512bf16(void);
+int sana_cpu_has_avx2(void);
+extern const sana_kernel_set sana_kernels_avx512;
+extern const sana_kernel_set sana_kernels_avx512_bf16;
+extern const sana_kernel_set sana_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+int sana_cpu_has_dotprod(void);
+extern const sana_kernel_set sana_kernels_neon;
+extern const sana_kernel_set sana_kernels_neon_dot;
+#endif
+
+/// The kernels chosen for this CPU (probed once), or the reference set when forced.
+const sana_kernel_set *sana_kernels(void);
+
+// ---- Thread pool: persistent pthreads, the caller runs share 0. ----
+/// Runs fn(ctx, i0, i1) over [0, items) split in contiguous ranges, one per thread; returns when all are done.
+/// Calls from several threads are serialized.
+typedef void (*sana_range_fn)(void *ctx, int64_t i0, int64_t i1);
+void sana_parallel_for(int64_t items, sana_range_fn fn, void *ctx);
+/// Threads the pool will use for the next call.
+int32_t sana_pool_threads(void);
+
+/// Grows a per-thread scratch buffer (index 0..7) to at least `bytes`, 64-byte aligned; NULL on allocation failure.
+void *sana_scratch(int slot, size_t bytes);
+
+#endif

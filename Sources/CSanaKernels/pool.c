@@ -1,0 +1,110 @@
+// Persistent thread pool: workers are created once (grown when more threads are asked for) and wait on a
+// condition variable between calls; the caller runs share 0 itself. No thread is created per call.
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define SANA_MAX_THREADS 256
+
+static pthread_mutex_t call_lock = PTHREAD_MUTEX_INITIALIZER;  // serializes callers
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done = PTHREAD_COND_INITIALIZER;
+static int32_t g_requested = 0;  // sana_set_threads value, 0 = all cores
+static int32_t g_workers = 0;    // worker threads started (excluding callers)
+static uint64_t g_generation = 0;
+static int32_t g_active = 0;     // threads taking part in the current call (including the caller)
+static atomic_int g_pending;     // workers still running the current call
+static sana_range_fn g_fn;
+static void *g_ctx;
+static int64_t g_items;
+
+static void run_share(int32_t index, int32_t threads) {
+    int64_t i0 = g_items * index / threads, i1 = g_items * (index + 1) / threads;
+    if (i1 > i0) g_fn(g_ctx, i0, i1);
+}
+
+static void *worker(void *arg) {
+    int32_t index = (int32_t)(intptr_t)arg;  // 1-based: share 0 is the caller's
+    uint64_t seen = 0;
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        while (g_generation == seen) pthread_cond_wait(&wake, &lock);
+        seen = g_generation;
+        int32_t active = g_active;
+        pthread_mutex_unlock(&lock);
+        if (index < active) {
+            run_share(index, active);
+            if (atomic_fetch_sub(&g_pending, 1) == 1) {
+                pthread_mutex_lock(&lock);
+                pthread_cond_signal(&done);
+                pthread_mutex_unlock(&lock);
+            }
+        }
+        pthread_mutex_lock(&lock);
+    }
+    return NULL;
+}
+
+void sana_set_threads(int32_t threads) { g_requested = threads < 1 ? 0 : threads; }
+int32_t sana_get_threads(void) { return sana_pool_threads(); }
+
+int32_t sana_pool_threads(void) {
+    int32_t t = g_requested;
+    if (t < 1) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        t = online > 0 ? (int32_t)online : 1;
+    }
+    return t > SANA_MAX_THREADS ? SANA_MAX_THREADS : t;
+}
+
+void sana_parallel_for(int64_t items, sana_range_fn fn, void *ctx) {
+    if (items <= 0) return;
+    int32_t threads = sana_pool_threads();
+    if (threads > items) threads = (int32_t)items;
+    if (threads <= 1) {
+        fn(ctx, 0, items);
+        return;
+    }
+    pthread_mutex_lock(&call_lock);
+    pthread_mutex_lock(&lock);
+    while (g_workers < threads - 1) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, worker, (void *)(intptr_t)(g_workers + 1)) != 0) break;
+        pthread_detach(t);
+        g_workers++;
+    }
+    if (threads > g_workers + 1) threads = g_workers + 1;
+    g_fn = fn;
+    g_ctx = ctx;
+    g_items = items;
+    g_active = threads;
+    atomic_store(&g_pending, threads - 1);
+    g_generation++;
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&lock);
+
+    run_share(0, threads);
+
+    pthread_mutex_lock(&lock);
+    while (atomic_load(&g_pending) > 0) pthread_cond_wait(&done, &lock);
+    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&call_lock);
+}
+
+// Per-thread scratch buffers (activation panels, repacked weight tiles), grown on demand and kept.
+static _Thread_local void *scratch_ptr[8];
+static _Thread_local size_t scratch_size[8];
+
+void *sana_scratch(int slot, size_t bytes) {
+    if (slot < 0 || slot >= 8) return NULL;
+    if (scratch_size[slot] >= bytes) return scratch_ptr[slot];
+    free(scratch_ptr[slot]);
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    scratch_ptr[slot] = aligned_alloc(64, rounded);
+    scratch_size[slot] = scratch_ptr[slot] ? rounded : 0;
+    return scratch_ptr[slot];
+}

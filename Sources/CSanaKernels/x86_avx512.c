@@ -1,0 +1,246 @@
+// AVX-512 kernels (x86-64): int8/int4 products with VNNI vpdpbusd, bf16 products with vdpbf16ps, and the
+// vectorized activation quantizer. Per-function target attributes: the file builds without -march and the
+// dispatcher (linear.c) only calls it when the CPU has the features.
+//
+// Integer scheme (exactly the reference's arithmetic, sana_qgemm_ref): weights are stored unsigned with an
+// offset (u = q + 128 for int8, nibble = q + 8 for int4), activations are s8, so vpdpbusd(u8 weights, s8 x)
+// gives Σ u·x = Σ q·x + off·Σ x; the accumulator of each group starts at −off·Σx (from the quantizer).
+// Micro-tile: MR ≤ 6 activation rows × NV ≤ 2 blocks of 16 output columns; activations are broadcast 4 bytes
+// at a time, weights are one 64-byte register per block per 4 K-elements.
+#if defined(__x86_64__) || defined(_M_X64)
+#include "internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+int sana_cpu_has_avx512vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma");
+}
+
+int sana_cpu_has_avx512bf16(void) {
+    __builtin_cpu_init();
+    return sana_cpu_has_avx512vnni() && __builtin_cpu_supports("avx512bf16");
+}
+
+static inline int32_t load_i32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+// ---- Activation quantizer (bit-identical to sana_quantize_rows_ref) ----
+
+T512 static void quantize_avx512(const float *x, int64_t rows, int64_t k, int64_t g, int8_t *q, float *scale,
+                                 int32_t *sum) {
+    const int64_t kp = sana_kpad(k), ng = sana_groups(k, g);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * k;
+        int8_t *qr = q + r * kp;
+        for (int64_t gi = 0; gi < ng; gi++) {
+            int64_t k0 = gi * g, k1 = k0 + g < k ? k0 + g : k;
+            __m512 mx = _mm512_setzero_ps();
+            for (int64_t i = k0; i < k1; i += 16) {
+                __mmask16 mk = k1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k1 - i)) - 1);
+                mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, xr + i)));
+            }
+            float amax = _mm512_reduce_max_ps(mx);
+            float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            const __m512 vinv = _mm512_set1_ps(inv);
+            const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+            __m512i s = _mm512_setzero_si512();
+            for (int64_t i = k0; i < k1; i += 16) {
+                __mmask16 mk = k1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k1 - i)) - 1);
+                __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, xr + i), vinv));
+                v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+                s = _mm512_add_epi32(s, v);
+                _mm512_mask_cvtepi32_storeu_epi8(qr + i, mk, v);
+            }
+            scale[r * ng + gi] = amax / 127.0f;
+            sum[r * ng + gi] = _mm512_reduce_add_epi32(s);
+        }
+        for (int64_t i = k; i < kp; i++) qr[i] = 0;
+    }
+}
+
+// ---- int8 / int4 micro-tile ----
+
+INLINE T512 void q_tile(const sana_qgemm_args *a, int64_t i0, const int MR, int64_t b, const int NV, const int Q4) {
+    const int off = Q4 ? 8 : 128;
+    const int64_t ng = a->ng, nquads = a->kp / 4, gq = a->g / 4;
+    const uint8_t *data[2];
+    const float *ws[2];
+    for (int v = 0; v < NV; v++) {
+        const uint8_t *blk = a->w + (size_t)(b + v) * a->block_bytes;
+        ws[v] = (const float *)blk;
+        data[v] = blk + ng * SANA_ROW_BLOCK * 4;
+    }
+    const int8_t *xq[6];
+    for (int m = 0; m < MR; m++) xq[m] = a->xq + (i0 + m) * a->kp;
+    __m512 accf[6][2];
+    for (int m = 0; m < MR; m++)
+        for (int v = 0; v < NV; v++) accf[m][v] = _mm512_setzero_ps();
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+
+    for (int64_t gi = 0; gi < ng; gi++) {
+        const int64_t q0 = gi * gq, q1 = q0 + gq < nquads ? q0 + gq : nquads;
+        __m512i acc[6][2];
+        for (int m = 0; m < MR; m++) {
+            __m512i c = _mm512_set1_epi32(-off * a->xsum[(i0 + m) * ng + gi]);
+            for (int v = 0; v < NV; v++) acc[m][v] = c;
+        }
+        if (!Q4) {
+            for (int64_t t = q0; t < q1; t++) {
+                __m512i w[2];
+                for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_si512(data[v] + t * 64);
+                for (int m = 0; m < MR; m++) {
+                    __m512i xb = _mm512_set1_epi32(load_i32(xq[m] + 4 * t));
+                    for (int v = 0; v < NV; v++) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], w[v], xb);
+                }
+            }
+        } else {
+            for (int64_t t = q0; t < q1; t += 2) {
+                __m512i wl[2], wh[2];
+                for (int v = 0; v < NV; v++) {
+                    __m512i c = _mm512_loadu_si512(data[v] + (t / 2) * 64);
+                    wl[v] = _mm512_and_si512(c, nib);
+                    wh[v] = _mm512_and_si512(_mm512_srli_epi16(c, 4), nib);
+                }
+                for (int m = 0; m < MR; m++) {
+                    __m512i xl = _mm512_set1_epi32(load_i32(xq[m] + 4 * t));
+                    __m512i xh = _mm512_set1_epi32(load_i32(xq[m] + 4 * t + 4));
+                    for (int v = 0; v < NV; v++) {
+                        acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], wl[v], xl);
+                        acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], wh[v], xh);
+                    }
+                }
+            }
+        }
+        __m512 sw[2];
+        for (int v = 0; v < NV; v++) sw[v] = _mm512_loadu_ps(ws[v] + gi * SANA_ROW_BLOCK);
+        for (int m = 0; m < MR; m++) {
+            __m512 sx = _mm512_set1_ps(a->xs[(i0 + m) * ng + gi]);
+            for (int v = 0; v < NV; v++)
+                accf[m][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][v]), _mm512_mul_ps(sx, sw[v]), accf[m][v]);
+        }
+    }
+    for (int v = 0; v < NV; v++) {
+        int64_t j0 = (b + v) * SANA_ROW_BLOCK, left = a->n - j0;
+        __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 bias = a->bias ? _mm512_maskz_loadu_ps(mk, a->bias + j0) : _mm512_setzero_ps();
+        for (int m = 0; m < MR; m++)
+            _mm512_mask_storeu_ps(a->y + (i0 + m) * a->n + j0, mk, _mm512_add_ps(accf[m][v], bias));
+    }
+}
+
+#define Q_TILE_CASES(Q4, NV)                                   \
+    switch (mr) {                                              \
+        case 6: q_tile(a, i, 6, b, NV, Q4); break;             \
+        case 5: q_tile(a, i, 5, b, NV, Q4); break;             \
+        case 4: q_tile(a, i, 4, b, NV, Q4); break;             \
+        case 3: q_tile(a, i, 3, b, NV, Q4); break;             \
+        case 2: q_tile(a, i, 2, b, NV, Q4); break;             \
+        default: q_tile(a, i, 1, b, NV, Q4); break;            \
+    }
+
+#define Q_GEMM(NAME, Q4)                                                                          \
+    T512 static void NAME(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) { \
+        for (int64_t b = b0; b < b1; b += 2) {                                                    \
+            for (int64_t i = m0; i < m1; i += 6) {                                                \
+                int mr = m1 - i < 6 ? (int)(m1 - i) : 6;                                          \
+                if (b1 - b >= 2) {                                                                \
+                    Q_TILE_CASES(Q4, 2)                                                           \
+                } else {                                                                          \
+                    Q_TILE_CASES(Q4, 1)                                                           \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+Q_GEMM(qgemm_q8_avx512, 0)
+Q_GEMM(qgemm_q4_avx512, 1)
+
+// ---- bf16 ----
+
+/// Repacks weight rows [j0, j0 + 32) (zero beyond n and k) as [kp2/2 pairs][32 rows][2] for vdpbf16ps.
+TBF16 static void repack_bf16(const sana_bgemm_args *a, int64_t j0, uint16_t *dst) {
+    const int64_t pairs = a->kp2 / 2;
+    for (int r = 0; r < 32; r++) {
+        int64_t j = j0 + r;
+        const uint16_t *src = a->w + j * a->k;
+        for (int64_t t = 0; t < pairs; t++) {
+            uint16_t e0 = 0, e1 = 0;
+            if (j < a->n) {
+                e0 = src[2 * t];
+                e1 = 2 * t + 1 < a->k ? src[2 * t + 1] : 0;
+            }
+            dst[t * 64 + r * 2] = e0;
+            dst[t * 64 + r * 2 + 1] = e1;
+        }
+    }
+}
+
+INLINE TBF16 void b_tile(const sana_bgemm_args *a, const uint16_t *wt, int64_t i0, const int MR, int64_t j0,
+                         const int NV) {
+    const int64_t pairs = a->kp2 / 2;
+    const uint16_t *xb[6];
+    for (int m = 0; m < MR; m++) xb[m] = a->xb + (i0 + m) * a->kp2;
+    __m512 acc[6][2];
+    for (int m = 0; m < MR; m++)
+        for (int v = 0; v < NV; v++) acc[m][v] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < pairs; t++) {
+        __m512i w[2];
+        for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_si512(wt + t * 64 + v * 32);
+        for (int m = 0; m < MR; m++) {
+            __m512i x = _mm512_set1_epi32(load_i32(xb[m] + 2 * t));
+            for (int v = 0; v < NV; v++) acc[m][v] = _mm512_dpbf16_ps(acc[m][v], (__m512bh)x, (__m512bh)w[v]);
+        }
+    }
+    for (int v = 0; v < NV; v++) {
+        int64_t jv = j0 + v * 16, left = a->n - jv;
+        __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 bias = a->bias ? _mm512_maskz_loadu_ps(mk, a->bias + jv) : _mm512_setzero_ps();
+        for (int m = 0; m < MR; m++) _mm512_mask_storeu_ps(a->y + (i0 + m) * a->n + jv, mk, _mm512_add_ps(acc[m][v], bias));
+    }
+}
+
+#define B_TILE_CASES(NV)                                        \
+    switch (mr) {                                               \
+        case 6: b_tile(a, wt, i, 6, j0, NV); break;             \
+        case 5: b_tile(a, wt, i, 5, j0, NV); break;             \
+        case 4: b_tile(a, wt, i, 4, j0, NV); break;             \
+        case 3: b_tile(a, wt, i, 3, j0, NV); break;             \
+        case 2: b_tile(a, wt, i, 2, j0, NV); break;             \
+        default: b_tile(a, wt, i, 1, j0, NV); break;            \
+    }
+
+TBF16 static void bgemm_avx512(const sana_bgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+    uint16_t *wt = (uint16_t *)sana_scratch(4, (size_t)a->kp2 * 32 * 2);
+    if (!wt) return;
+    for (int64_t b = b0; b < b1; b += 2) {
+        int64_t j0 = b * SANA_ROW_BLOCK;
+        repack_bf16(a, j0, wt);
+        for (int64_t i = m0; i < m1; i += 6) {
+            int mr = m1 - i < 6 ? (int)(m1 - i) : 6;
+            if (a->n - j0 > 16) {
+                B_TILE_CASES(2)
+            } else {
+                B_TILE_CASES(1)
+            }
+        }
+    }
+}
+
+const sana_kernel_set sana_kernels_avx512 = {
+    "avx512vnni", quantize_avx512, {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512}, 0};
+const sana_kernel_set sana_kernels_avx512_bf16 = {
+    "avx512vnni+bf16", quantize_avx512, {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512},
+    bgemm_avx512};
+#endif
