@@ -13,6 +13,8 @@ public struct ConversionOptions: Sendable {
     public var chunkElements = 4 << 20
     public var frameElements = 1 << 20
     public var zstdLevel: Int32 = 3
+    /// Test hook: fail after writing this many tensor frames (to test that a failed conversion leaves nothing).
+    var faultAfterFrames: Int?
 
     public init(weights: StorageType, threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)) {
         self.weights = weights
@@ -186,6 +188,7 @@ public enum Converter {
             var records: [TensorRecord] = []
             var frames: [FrameRecord] = []
             var sse = 0.0, ss = 0.0
+            var writtenFrames = 0
             var start = 0
             while start < units.count {
                 let batch = Array(units[start ..< min(units.count, start + options.threads)])
@@ -203,6 +206,10 @@ public enum Converter {
                     let item = items[i], r = results.value[j]
                     if let e = r.error { throw PipelineError.inconsistent(path: item.source.path, reason: e) }
                     frames.append(try writer.appendFrame(r.frame))
+                    writtenFrames += 1
+                    if let limit = options.faultAfterFrames, writtenFrames >= limit {
+                        throw PipelineError.inconsistent(path: item.source.path, reason: "injected fault after \(limit) frames")
+                    }
                     sse += r.sumSquaredError
                     ss += r.sumSquares
                     doneBytes += item.frameRows(k).count * item.cols * 4
