@@ -129,12 +129,14 @@ public enum Converter {
         var r = FrameResult()
         let rows = item.frameRows(k)
         let values: [Float]
+        let elements = rows.lowerBound * item.cols ..< rows.upperBound * item.cols
         do {
-            values = try item.source.floats(item.sourceName, elements: rows.lowerBound * item.cols ..< rows.upperBound * item.cols)
+            values = try item.source.floats(item.sourceName, elements: elements)
         } catch {
             r.error = "\(error)"
             return r
         }
+        item.source.release(item.sourceName, elements: elements)
         let t = item.type.rawValue
         let size = item.type.matrixBytes(rows: rows.count, cols: item.cols) ?? 0
         var packed = [UInt8](repeating: 0, count: size)
@@ -215,7 +217,6 @@ public enum Converter {
                     doneBytes += item.frameRows(k).count * item.cols * 4
                     progress(doneBytes, totalBytes, "\(item.component)/\(item.name)")
                     guard k == item.frameCount - 1 else { continue }
-                    item.source.release(item.sourceName)
                     let rel = ss > 0 ? (sse / ss).squareRoot() : (sse > 0 ? Double.infinity : 0)
                     let bytes = item.type.matrixBytes(rows: item.rows, cols: item.cols) ?? 0
                     let rec = TensorRecord(component: item.component, name: item.name, shape: item.shape, type: item.type.name,

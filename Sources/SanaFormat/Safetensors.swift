@@ -211,9 +211,12 @@ public final class SafetensorsFile: WeightSource, @unchecked Sendable {
         return out
     }
 
-    /// Drops the tensor's pages from the resident set (after the converter has read them).
-    public func release(_ name: String) {
-        if let e = entries[name] { file.release(e.begin ..< e.end) }
+    /// Drops the pages of a tensor (or of elements `range` of it) from the resident set, after the converter has
+    /// read them: without this, reading a mapped checkpoint would grow the resident set to the checkpoint's size.
+    public func release(_ name: String, elements range: Range<Int>? = nil) {
+        guard let e = entries[name], let size = Self.elementSize(e.dtype) else { return }
+        let r = range.map { e.begin + $0.lowerBound * size ..< min(e.end, e.begin + $0.upperBound * size) } ?? e.begin ..< e.end
+        file.release(r)
     }
 }
 

@@ -99,6 +99,22 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(b.header.quantization.weights, "int4")
     }
 
+    /// The measurement behind the embedding's storage type (docs/NUMERICS.md "Weight quantization"): relative RMS
+    /// of the sana15 text encoder's float32 token embedding stored as bf16, int8 and int4.
+    func testEmbeddingStorageMeasurement() throws {
+        let te = try SafetensorsDirectory(path: TestPaths.pipeline("sana15") + "/text_encoder")
+        let t = try te.tensor("embed_tokens.weight")
+        let ref = t.floats()
+        var err: [StorageType: Double] = [:]
+        for type in [StorageType.bf16, .int8, .int4] {
+            err[type] = Self.relRMS(StoredTensor.pack(name: t.name, shape: t.shape, values: ref, as: type).floats(), ref)
+        }
+        print("embedding \(t.shape) relative RMS: bf16 \(err[.bf16] ?? 0), int8 \(err[.int8] ?? 0), int4 \(err[.int4] ?? 0)")
+        XCTAssertLessThan(err[.bf16] ?? 1, err[.int8] ?? 0)
+        XCTAssertLessThan(err[.int8] ?? 1, 0.01)
+        XCTAssertGreaterThan(err[.int4] ?? 0, 0.05)
+    }
+
     func testBitIdenticalAcrossThreadCounts() throws {
         let a = try convert(TestPaths.pipeline("sana15"), .int8, name: "a.sana") { $0.threads = 1 }
         let b = try convert(TestPaths.pipeline("sana15"), .int8, name: "b.sana") { $0.threads = 2 }
