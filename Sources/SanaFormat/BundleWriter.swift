@@ -32,7 +32,9 @@ public final class BundleWriter {
         let dir = url.deletingLastPathComponent().path
         temporaryPath = (dir as NSString).appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())")
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw BundleWriteError.io(path: temporaryPath, reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else {
+            throw BundleWriteError.io(path: path, reason: "cannot create \(temporaryPath): \(String(cString: strerror(errno)))")
+        }
         // The preamble is written last; reserve its bytes.
         try write([UInt8](repeating: 0, count: BundleFormat.preambleSize))
     }

@@ -218,6 +218,10 @@ public enum Converter {
                     progress(doneBytes, totalBytes, "\(item.component)/\(item.name)")
                     guard k == item.frameCount - 1 else { continue }
                     let rel = ss > 0 ? (sse / ss).squareRoot() : (sse > 0 ? Double.infinity : 0)
+                    guard rel.isFinite else {
+                        throw PipelineError.inconsistent(path: item.source.path, reason: "tensor '\(item.sourceName)': "
+                            + "non-finite values (NaN or Inf in the source, or beyond the range of \(item.type.name))")
+                    }
                     let bytes = item.type.matrixBytes(rows: item.rows, cols: item.cols) ?? 0
                     let rec = TensorRecord(component: item.component, name: item.name, shape: item.shape, type: item.type.name,
                                            policyClass: item.policyClass.rawValue, sourceDType: item.sourceDType,

@@ -29,6 +29,8 @@ struct Inspect: ParsableCommand {
         return keys.compactMap { k -> String? in
             guard let v = obj[k] else { return nil }
             if v is NSNull { return "\(k)=null" }
+            // JSONSerialization returns booleans as NSNumber of C type "c".
+            if let n = v as? NSNumber, String(cString: n.objCType) == "c" { return "\(k)=\(n.boolValue)" }
             if let a = v as? [Any] { return "\(k)=[\(a.map { "\($0)" }.joined(separator: ","))]" }
             return "\(k)=\(v)"
         }.joined(separator: " ")

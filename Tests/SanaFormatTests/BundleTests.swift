@@ -208,6 +208,17 @@ final class BundleTests: XCTestCase {
         try assertDirEmpty()
     }
 
+    func testOverflowToF16IsAnErrorNamingTheTensor() throws {
+        let pipe = try TestPaths.copyPipeline("sana10", to: dir)
+        var big = [UInt8]()
+        for _ in 0 ..< 64 * 64 { withUnsafeBytes(of: Float(1e6).bitPattern.littleEndian) { big += $0 } }
+        try SafetensorsBuilder.rewrite(pipe + "/transformer/diffusion_pytorch_model.safetensors",
+                                       adding: [("transformer_blocks.0.huge.weight", "F32", [64, 64], big)])
+        XCTAssertThrowsError(try convert(pipe, .f16)) { XCTAssertTrue("\($0)".contains("transformer_blocks.0.huge.weight"), "\($0)") }
+        try assertDirEmpty()
+        XCTAssertNoThrow(try convert(pipe, .bf16))
+    }
+
     func testConfigShapeDisagreementIsNamed() throws {
         let pipe = try TestPaths.copyPipeline("sana15", to: dir)
         let cfg = pipe + "/text_encoder/config.json"
