@@ -140,6 +140,9 @@ public final class SanaBundle: @unchecked Sendable {
             guard !t.name.isEmpty else { throw bad("empty name") }
             guard index[t.component, default: [:]][t.name] == nil else { throw bad("listed twice") }
             guard let type = t.storageType else { throw bad("unknown storage type '\(t.type)'") }
+            guard h.storageLayout[t.type] == StorageLayout(type) else {
+                throw bad("written with a \(t.type) layout \(h.storageLayout[t.type].map { "\($0)" } ?? "not recorded") that this build's kernels do not use (\(StorageLayout(type)))")
+            }
             guard t.shape.count <= BundleFormat.maxDimensions, t.shape.allSatisfy({ $0 >= 1 }) else { throw bad("bad shape \(t.shape)") }
             guard Checked.product(t.shape) != nil, let expected = type.matrixBytes(rows: t.rows, cols: t.cols) else {
                 throw bad("shape \(t.shape) overflows")

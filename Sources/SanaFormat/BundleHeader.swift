@@ -77,6 +77,26 @@ public struct TensorRecord: Codable, Sendable {
     public func frameRows(_ i: Int) -> Range<Int> { i * chunkRows ..< min(rows, (i + 1) * chunkRows) }
 }
 
+/// A storage type's packed layout as the traits table defines it when the bundle is written. The reader compares it
+/// with its own traits: a kernel build with a different int8/int4 layout must not misread an older bundle.
+public struct StorageLayout: Codable, Sendable, Equatable {
+    public var groupSize: Int
+    /// row_bytes(256): bytes of one packed row of 256 elements.
+    public var rowBytes256: Int
+
+    enum CodingKeys: String, CodingKey { case groupSize = "group_size", rowBytes256 = "row_bytes_256" }
+
+    public init(_ type: StorageType) {
+        groupSize = type.groupSize
+        rowBytes256 = type.matrixBytes(rows: 1, cols: 256) ?? 0
+    }
+
+    /// This build's layouts, by type name.
+    public static var current: [String: StorageLayout] {
+        Dictionary(uniqueKeysWithValues: StorageType.allCases.map { ($0.name, StorageLayout($0)) })
+    }
+}
+
 public struct BundleHeader: Codable, Sendable {
     public var format: String
     public var version: Int
@@ -88,11 +108,12 @@ public struct BundleHeader: Codable, Sendable {
     public var tokenizer: [String: BlobRecord]
     public var quantization: QuantizationPolicy
     public var sourceBytes: Int
+    public var storageLayout: [String: StorageLayout]
     public var tensors: [TensorRecord]
 
     enum CodingKeys: String, CodingKey {
         case format, version, alignment, converter, modelIndex = "model_index", components, scheduler, tokenizer
-        case quantization, sourceBytes = "source_bytes", tensors
+        case quantization, sourceBytes = "source_bytes", storageLayout = "storage_layout", tensors
     }
 
     /// Deterministic bytes: sorted keys, no escaped slashes.

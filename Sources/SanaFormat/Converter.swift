@@ -249,7 +249,8 @@ public enum Converter {
                 converter: "sana convert 1, zstd \(Zstd.versionString), level \(options.zstdLevel)",
                 modelIndex: pipeline.modelIndexText, components: comps,
                 scheduler: SchedulerRecord(className: pipeline.schedulerClass, config: pipeline.schedulerText),
-                tokenizer: tokenizer, quantization: policy, sourceBytes: source, tensors: records)
+                tokenizer: tokenizer, quantization: policy, sourceBytes: source, storageLayout: StorageLayout.current,
+                tensors: records)
             try writer.finish(header: header)
             report.sourceBytes = source
             report.bundleBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0

@@ -319,5 +319,7 @@ final class BundleTests: XCTestCase {
         expect(try forged { $0.replacingOccurrences(of: "\"format\":\"sana-bundle\"", with: "\"format\":\"other\"") }, badHeader)
         expect(try forged { $0.replacingOccurrences(of: "\"tensors\":[", with: "\"tensorz\":[") }, badHeader)
         expect(try forged { _ in "[1,2" }, badHeader)
+        let int8 = StorageLayout(.int8)
+        expect(try forged { $0.replacingOccurrences(of: "\"int8\":{\"group_size\":\(int8.groupSize)", with: "\"int8\":{\"group_size\":\(int8.groupSize * 2)") }, badTensor)
     }
 }
