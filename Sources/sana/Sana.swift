@@ -8,7 +8,7 @@ struct Sana: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sana",
         abstract: "Sana text-to-image on a CPU: convert diffusers checkpoints to quantized bundles and generate images.",
-        subcommands: [Info.self, Generate.self, Bench.self]
+        subcommands: [Convert.self, Inspect.self, Generate.self, Bench.self, Info.self]
     )
 }
 

@@ -10,7 +10,10 @@ final class CLITests: XCTestCase {
         return products.appendingPathComponent("sana")
     }
 
-    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) { try Self.run(args) }
+
+    /// Runs `sana args…`; shared with the other CLI test classes.
+    static func run(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
         let p = Process()
         p.executableURL = Self.sanaURL
         p.arguments = args
