@@ -27,6 +27,14 @@ struct GemmaMemorySource: WeightSource {
     }
 }
 
+/// Rows of `t` [B, L, C] where mask is 1, the others zeroed (the encoder does not compute padded rows).
+func gemmaMaskedRows(_ t: Tensor, _ mask: [[Int]]) -> Tensor {
+    var out = t
+    let l = t.shape[1], c = t.shape[2]
+    for b in 0 ..< t.shape[0] { for i in 0 ..< l where mask[b][i] == 0 { for j in 0 ..< c { out.data[(b * l + i) * c + j] = 0 } } }
+    return out
+}
+
 final class GemmaTests: XCTestCase {
     static let dir = Fixtures.path("gemma")
 
@@ -35,14 +43,6 @@ final class GemmaTests: XCTestCase {
         let rows = ids.shape[0], l = ids.shape[1]
         let toRows = { (t: Tensor) in (0 ..< rows).map { b in (0 ..< l).map { Int(t.data[b * l + $0]) } } }
         return (toRows(ids), toRows(mask), try Fixtures.tensor("gemma/encoder_out.npy"))
-    }
-
-    /// Rows of `t` [B, L, C] where mask is 1 (others zeroed), for comparing valid positions only.
-    func maskedRows(_ t: Tensor, _ mask: [[Int]]) -> Tensor {
-        var out = t
-        let l = t.shape[1], c = t.shape[2]
-        for b in 0 ..< t.shape[0] { for i in 0 ..< l where mask[b][i] == 0 { for j in 0 ..< c { out.data[(b * l + i) * c + j] = 0 } } }
-        return out
     }
 
     func testMatchesTransformersIncludingPaddedPositions() throws {
@@ -59,8 +59,8 @@ final class GemmaTests: XCTestCase {
         let model = try Gemma2Model(directory: Self.dir)
         let (ids, mask, reference) = try inputs()
         let out = try model(inputIds: ids, attentionMask: mask)
-        XCTAssertLessThan(relativeMaxError(out, maskedRows(reference, mask)), 1e-4)
-        XCTAssertEqual(out.data, maskedRows(out, mask).data, "padded rows are zero")
+        XCTAssertLessThan(relativeMaxError(out, gemmaMaskedRows(reference, mask)), 1e-4)
+        XCTAssertEqual(out.data, gemmaMaskedRows(out, mask).data, "padded rows are zero")
     }
 
     func testPrefixCacheGivesSameOutput() throws {
@@ -80,7 +80,7 @@ final class GemmaTests: XCTestCase {
         let source = try SafetensorsDirectory(path: Self.dir)
         let config = try Gemma2Config.load(path: Fixtures.path("gemma/config.json"))
         let (ids, mask, reference) = try inputs()
-        let masked = maskedRows(reference, mask)
+        let masked = gemmaMaskedRows(reference, mask)
         // Measured (docs/NUMERICS.md "Gemma-2 text encoder"): see the printed figures.
         for (type, bound) in [(StorageType.bf16, Float(2e-2)), (.int8, 3e-2), (.int4, 0.6)] {
             let model = try Gemma2Model(config: config, source: try GemmaMemorySource.repacked(source, as: type))

@@ -84,14 +84,22 @@ public struct Gemma2Model: Sendable {
     /// `prefix`: a cache built by `makePrefixCache`; rows sharing its ids are taken from it.
     public func callAsFunction(inputIds: [[Int]], attentionMask: [[Int]], computePadded: Bool = false,
                                prefix: Gemma2PrefixCache? = nil) throws -> Tensor {
-        guard !inputIds.isEmpty, inputIds.count == attentionMask.count else {
-            throw ModelError.badInput("Gemma2: \(inputIds.count) id rows for \(attentionMask.count) mask rows")
+        guard let length = inputIds.first?.count, inputIds.allSatisfy({ $0.count == length }),
+              attentionMask.count == inputIds.count else {
+            throw ModelError.badInput("Gemma2: id rows must be of equal length, one mask row each")
         }
-        let length = inputIds[0].count
+        let outputs = try encode(zip(inputIds, attentionMask).map { ($0, $1) }, computePadded: computePadded, prefix: prefix)
+        return Tensor(shape: [outputs.count, length, config.hiddenSize], data: outputs.flatMap(\.data))
+    }
+
+    /// The same for sequences of different lengths (one pass, so each layer is loaded once): [L_b, hidden] each.
+    public func encode(_ sequences: [(ids: [Int], mask: [Int])], computePadded: Bool = false,
+                       prefix: Gemma2PrefixCache? = nil) throws -> [Tensor] {
+        guard !sequences.isEmpty else { throw ModelError.badInput("Gemma2: no sequence to encode") }
         var plans: [Plan] = []
-        for (b, (ids, mask)) in zip(inputIds, attentionMask).enumerated() {
-            guard ids.count == length, mask.count == length else {
-                throw ModelError.badInput("Gemma2: row \(b) has \(ids.count) ids and \(mask.count) mask entries, expected \(length)")
+        for (b, (ids, mask)) in sequences.enumerated() {
+            guard ids.count == mask.count else {
+                throw ModelError.badInput("Gemma2: row \(b) has \(ids.count) ids and \(mask.count) mask entries")
             }
             let valid = mask.prefix { $0 != 0 }.count
             guard mask[valid...].allSatisfy({ $0 == 0 }) else {
@@ -101,21 +109,21 @@ public struct Gemma2Model: Sendable {
             if let prefix, prefix.config == config {
                 start = zip(ids.prefix(valid), prefix.ids).prefix { $0 == $1 }.count
             }
-            plans.append(Plan(ids: ids, valid: valid, start: start, end: computePadded ? length : valid,
+            plans.append(Plan(ids: ids, valid: valid, start: start, end: computePadded ? ids.count : valid,
                               cache: start > 0 ? prefix : nil))
         }
         let rows = try run(plans, record: nil)
         let h = config.hiddenSize
-        var out = Tensor(zeros: [plans.count, length, h])
         var offset = 0
-        for (b, p) in plans.enumerated() {
+        return plans.map { p in
+            var out = Tensor(zeros: [p.ids.count, h])
             if let cache = p.cache {
-                for t in 0 ..< p.start { copyRow(cache.output, t, into: &out.data, (b * length + t) * h, h) }
+                for t in 0 ..< p.start { copyRow(cache.output, t, into: &out.data, t * h, h) }
             }
-            for t in p.start ..< p.end { copyRow(rows, offset + t - p.start, into: &out.data, (b * length + t) * h, h) }
+            for t in p.start ..< p.end { copyRow(rows, offset + t - p.start, into: &out.data, t * h, h) }
             offset += p.end - p.start
+            return out
         }
-        return out
     }
 
     private func copyRow(_ src: [Float], _ row: Int, into dst: inout [Float], _ at: Int, _ h: Int) {
