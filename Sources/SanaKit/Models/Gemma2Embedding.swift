@@ -6,8 +6,9 @@ import SanaFormat
 
 /// Reads selected rows of a [rows, cols] tensor as float32.
 public protocol EmbeddingRowReader: Sendable {
-    /// Rows `indices` (each in 0..<rows) as [indices.count, cols], in the given order.
-    func rows(_ indices: [Int]) throws -> [Float]
+    /// Rows `indices` (each in 0..<rows) as [indices.count, cols], in the given order, and the storage type they
+    /// were read from (the embedding scale is rounded to it).
+    func rows(_ indices: [Int]) throws -> (values: [Float], storage: StorageType)
 }
 
 /// Any WeightSource: loads the tensor and unpacks only the requested rows (the whole tensor is resident meanwhile).
@@ -16,12 +17,12 @@ struct WholeTensorRowReader: EmbeddingRowReader {
     let name: String
     let shape: [Int]
 
-    func rows(_ indices: [Int]) throws -> [Float] {
+    func rows(_ indices: [Int]) throws -> (values: [Float], storage: StorageType) {
         let t = try source.checkedTensor(name, shape: shape)
         var out: [Float] = []
         out.reserveCapacity(indices.count * t.cols)
         for i in indices { out += t.unpackRows(i, 1) }
-        return out
+        return (out, t.type)
     }
 }
 
@@ -31,7 +32,7 @@ struct SafetensorsRowReader: EmbeddingRowReader {
     let entry: SafetensorsFile.Entry
     let name: String
 
-    func rows(_ indices: [Int]) throws -> [Float] {
+    func rows(_ indices: [Int]) throws -> (values: [Float], storage: StorageType) {
         let cols = entry.shape.dropFirst().reduce(1, *)
         let type: StorageType
         switch entry.dtype {
@@ -52,13 +53,13 @@ struct SafetensorsRowReader: EmbeddingRowReader {
             }
             out += StoredTensor(name: name, shape: [1, cols], type: type, bytes: [UInt8](data)).floats()
         }
-        return out
+        return (out, type)
     }
 }
 
 extension Gemma2Model {
     /// The row reader for embed_tokens.weight of `source` ([vocab, hidden], checked here).
-    static func embeddingReader(_ source: WeightSource, name: String, shape: [Int]) throws -> EmbeddingRowReader {
+    public static func embeddingReader(_ source: WeightSource, name: String, shape: [Int]) throws -> EmbeddingRowReader {
         var file: SafetensorsFile?
         if let f = source as? SafetensorsFile { file = f }
         if let dir = source as? SafetensorsDirectory { file = dir.files.first { $0.entries[name] != nil } }

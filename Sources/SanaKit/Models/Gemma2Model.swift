@@ -16,14 +16,12 @@ public struct Gemma2Model: Sendable {
     public let config: Gemma2Config
     let source: WeightSource
     let embedding: EmbeddingRowReader
-    /// Embedding scale sqrt(hidden), rounded to the embedding's storage type when that is f16/bf16 (the reference
-    /// casts it to the weight dtype).
-    let embedScale: Float
     /// 1 + weight of the final norm ("norm.weight").
     let finalNorm: [Float]
 
     /// Checks every tensor name and the shapes of the small ones; layer weights are loaded (and shape-checked) on use.
-    public init(config: Gemma2Config, source: WeightSource) throws {
+    /// `embedding` overrides how rows of embed_tokens.weight are read (default: `embeddingReader(source, ...)`).
+    public init(config: Gemma2Config, source: WeightSource, embedding: EmbeddingRowReader? = nil) throws {
         try config.validate()
         self.config = config
         self.source = source
@@ -33,14 +31,8 @@ public struct Gemma2Model: Sendable {
         guard missing.isEmpty else { throw ModelError.missingTensors(component: "Gemma2", names: missing.sorted()) }
         guard extra.isEmpty else { throw ModelError.unexpectedTensors(component: "Gemma2", names: extra.sorted()) }
         let h = config.hiddenSize
-        embedding = try Gemma2Model.embeddingReader(source, name: "embed_tokens.weight", shape: [config.vocabSize, h])
+        self.embedding = try embedding ?? Gemma2Model.embeddingReader(source, name: "embed_tokens.weight", shape: [config.vocabSize, h])
         finalNorm = try source.floats("norm.weight", shape: [h]).map { 1 + $0 }
-        var scale = Float(Double(h).squareRoot())
-        if let t = Gemma2Model.embeddingStorage(source) {
-            if t == .bf16 { scale = sana_bf16_to_f32(sana_f32_to_bf16(scale)) }
-            if t == .f16 { scale = sana_f16_to_f32(sana_f32_to_f16(scale)) }
-        }
-        embedScale = scale
     }
 
     /// Reads config.json and model*.safetensors of a text_encoder directory.
@@ -49,17 +41,15 @@ public struct Gemma2Model: Sendable {
         try self.init(config: config, source: try SafetensorsDirectory(path: directory))
     }
 
-    static func embeddingStorage(_ source: WeightSource) -> StorageType? {
-        let name = "embed_tokens.weight"
-        if let f = source as? SafetensorsFile { return f.entries[name].flatMap { storage(dtype: $0.dtype) } }
-        if let d = source as? SafetensorsDirectory {
-            return d.files.lazy.compactMap { $0.entries[name] }.first.flatMap { storage(dtype: $0.dtype) }
+    /// Embedding scale sqrt(hidden), rounded to the embedding's storage type when that is f16/bf16 (the reference
+    /// casts it to the weight dtype).
+    func embedScale(_ storage: StorageType) -> Float {
+        let scale = Float(Double(config.hiddenSize).squareRoot())
+        switch storage {
+        case .bf16: return sana_bf16_to_f32(sana_f32_to_bf16(scale))
+        case .f16: return sana_f16_to_f32(sana_f32_to_f16(scale))
+        default: return scale
         }
-        return try? source.tensor(name).type
-    }
-
-    static func storage(dtype: String) -> StorageType? {
-        ["F32": .f32, "F16": .f16, "BF16": .bf16][dtype]
     }
 
     /// The reference state-dict keys of a Gemma2Model.
@@ -141,7 +131,8 @@ public struct Gemma2Model: Sendable {
         if let bad = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw ModelError.badInput("Gemma2: token id \(bad) outside the vocabulary 0..<\(config.vocabSize)")
         }
-        var x = Tensor(shape: [ids.count, h], data: try embedding.rows(ids)).scaled(embedScale)
+        let (rows, storage) = try embedding.rows(ids)
+        var x = Tensor(shape: [ids.count, h], data: rows).scaled(embedScale(storage))
         let rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta)
         for i in 0 ..< config.numHiddenLayers {
             let layer = try Gemma2DecoderLayer(source, i, config)  // released at the end of this iteration
