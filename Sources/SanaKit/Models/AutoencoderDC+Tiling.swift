@@ -1,32 +1,72 @@
 import Foundation
 
-// Tiled decoding for bounded memory (our design; diffusers' own tiled_decode uses fixed 512-pixel tiles and a
-// one-sided linear blend). Overlapping latent tiles are decoded one at a time and blended in pixel space with
-// weights that rise from 0 at a tile edge inside the image to 1 over `overlap·f` pixels (a cosine ramp); the
-// output is Σ wₖ·tileₖ / Σ wₖ, so any tile arrangement blends seamlessly. Tiles differ from the full-frame decode
-// because the decoder's linear attention is global (and zero padding sits at tile edges): the bound measured
-// in docs/NUMERICS.md "DC-AE" is the price of bounded memory.
+// Tiled decoding for bounded memory, exact (our design; diffusers' own tiled_decode uses fixed 512-pixel tiles and a
+// linear blend, and its tiles differ from the full decode).
+//
+// Two things make a tile of the decoder differ from the same region of a full-frame decode:
+//  1. The EfficientViT blocks' ReLU linear attention is global: every output reads Σ v·relu(k)ᵀ and Σ relu(k) over
+//     all positions. These per-head statistics ([heads, d·d + d] per image and source) are small, so each attention
+//     step's statistics are summed over the whole frame first (one pass over the tiles' cores, run up to that step),
+//     and every tile then uses them (SanaMultiscaleLinearAttention.apply(_:statistics:)).
+//  2. Convolutions read neighbours: a core (the part of a tile that is kept) is widened by a margin equal to the
+//     receptive radius of the steps run on the tile (DCAEOpShape.inputMargin), so zero padding at tile edges never
+//     reaches it. Tiles are then cropped to their cores, which partition the frame: no blending.
+// The steps before a `boundary` run on the whole frame (exact by definition); the planner puts the boundary where
+// whole-frame activations still fit the budget (the low-resolution attention stages, at most resolutions) and tiles
+// the rest, so tiles need few statistics passes and small margins. Result: tiled = untiled up to float summation
+// order (docs/NUMERICS.md "DC-AE").
 
 /// How `decode(_:tiling:)` splits the work.
 public enum DecodeTiling: Sendable, Equatable {
-    /// Full-frame decode: exactly the reference's computation.
+    /// Full-frame decode: the reference's computation, in one piece.
     case off
-    /// Full-frame if `estimatedDecodePeakBytes` fits `budgetBytes`, else the largest square tiles that fit, with
-    /// `AutoencoderDC.defaultOverlapLatent` latent pixels of overlap.
+    /// Full-frame if `estimatedDecodePeakBytes` fits `budgetBytes`, else the cheapest exact tiling that fits
+    /// (activations only; weights are not counted).
     case auto(budgetBytes: Int)
-    /// Tiles of `tileLatent`² latent pixels overlapping by `overlapLatent` (0 < 2·overlap < tile).
+    /// The whole decoder tiled from the latent: cores of `tileLatent`² latent pixels, widened by at most
+    /// `overlapLatent` latent pixels. Exact when `overlapLatent ≥ exactOverlapLatent(config:)`; a smaller overlap
+    /// trades exactness for work (the error then sits at core edges).
     case forced(tileLatent: Int, overlapLatent: Int)
 }
 
+/// A tiled decode: steps [0, levels[0].start) run on the whole frame; level k tiles steps
+/// [levels[k].start, levels[k+1].start) (the last level: to the end) in cores of `tile` pixels of its input grid,
+/// each widened by min(its exact margin, `haloCap`). A level's window output is the map its next level splits, so
+/// the low-resolution steps' wide receptive field widens only their own (small) tiles.
+struct DecodePlan: Sendable, Equatable {
+    struct Level: Sendable, Equatable {
+        var start: Int
+        var tile: Int
+    }
+    var levels: [Level]
+    var haloCap: Int = .max
+
+    init(levels: [Level], haloCap: Int = .max) {
+        precondition(!levels.isEmpty && zip(levels, levels.dropFirst()).allSatisfy { $0.start < $1.start }, "DecodePlan: levels must increase")
+        self.levels = levels
+        self.haloCap = haloCap
+    }
+
+    init(boundary: Int, tile: Int, haloCap: Int = .max) { self.init(levels: [Level(start: boundary, tile: tile)], haloCap: haloCap) }
+}
+
 extension AutoencoderDC {
-    /// Default overlap between tiles in latent pixels (×32 in image pixels for the f32 DC-AE); see NUMERICS.md.
-    public static let defaultOverlapLatent = 6
+    /// Latent pixels of margin that make a tile of the whole decoder exact: the decoder's receptive radius from the
+    /// latent (19 for dc-ae-f32c32-sana-1.0).
+    public static func exactOverlapLatent(config: AutoencoderDCConfig) -> Int {
+        guard let shapes = try? DCAEDecoder.layout(config) else { return 0 }
+        return margin(shapes, 0 ..< shapes.count, output: 0)
+    }
+
+    /// Input-grid margin that makes steps `range` exact `m` pixels beyond a region of their output.
+    static func margin(_ shapes: [DCAEOpShape], _ range: Range<Int>, output m: Int) -> Int {
+        range.reversed().reduce(m) { shapes[$1].inputMargin($0) }
+    }
 
     /// Decodes NCHW latents (see `decode(_:)`), tiled as `tiling` says.
     public func decode(_ latents: Tensor, tiling: DecodeTiling) throws -> Tensor {
         let decoder = try checkedDecoder(latents)
         let (b, h, w) = (latents.shape[0], latents.shape[2], latents.shape[3])
-        let tile: Int, overlap: Int
         switch tiling {
         case .off:
             return try decode(latents)
@@ -34,142 +74,189 @@ extension AutoencoderDC {
             if Self.estimatedDecodePeakBytes(config: config, batch: b, latentHeight: h, latentWidth: w) <= budget {
                 return try decode(latents)
             }
-            overlap = Self.defaultOverlapLatent
-            guard let t = largestTile(batch: b, latentHeight: h, latentWidth: w, overlap: overlap, budget: budget) else {
-                throw ModelError.badInput("vae decode: memory budget \(budget) bytes is too small for a \(4 * overlap)-latent tile")
+            guard let plan = Self.plan(decoder.shapes, batch: b, latentHeight: h, latentWidth: w, budget: budget) else {
+                throw ModelError.badInput("vae decode: memory budget \(budget) bytes is too small for any tiling of a \(h)×\(w) latent")
             }
-            tile = t
+            return tiledDecode(decoder, latents, plan: plan)
         case let .forced(t, o):
-            guard o >= 0, t > 2 * o else {
-                throw ModelError.badInput("vae decode: tile \(t) and overlap \(o) need 0 ≤ 2·overlap < tile")
+            guard t > 0, o >= 0 else { throw ModelError.badInput("vae decode: tile \(t) must be positive, overlap \(o) ≥ 0") }
+            return tiledDecode(decoder, latents, plan: DecodePlan(boundary: 0, tile: t, haloCap: o))
+        }
+    }
+
+    /// Splits `length` pixels into ⌈length / tile⌉ balanced cores.
+    static func cores(length: Int, tile: Int) -> [Range<Int>] {
+        let n = (length + tile - 1) / tile
+        return (0 ..< n).map { k in (k * length / n) ..< ((k + 1) * length / n) }
+    }
+
+    /// Executes `plan` on NCHW latents; returns the NCHW image.
+    func tiledDecode(_ decoder: DCAEDecoder, _ latents: Tensor, plan: DecodePlan) -> Tensor {
+        let shapes = decoder.shapes, n = shapes.count, levels = plan.levels
+        let x = decoder.run(latents.permuted([0, 2, 3, 1]), 0 ..< levels[0].start)  // NCHW → NHWC, whole-frame steps
+        let b = x.shape[0]
+        /// Resolution factor between the inputs of steps i and j ≥ i.
+        func scale(_ i: Int, _ j: Int) -> Int { 1 << shapes[i ..< j].filter(\.upsamples).count }
+        var stats: [Int: LinearAttentionStatistics] = [:]
+        /// Runs steps `range` on a window, each attention with its whole-frame statistics.
+        func run(_ t: Tensor, _ range: Range<Int>) -> Tensor {
+            var h = t
+            for i in range {
+                if case let .attention(a) = decoder.ops[i], let st = stats[i] { h = a.apply(h, statistics: st) } else { h = decoder.ops[i](h) }
             }
-            (tile, overlap) = (t, o)
+            return h
         }
-        if tile >= h && tile >= w { return try decode(latents) }
-        return tiledDecode(decoder, latents, tile: tile, overlap: overlap)
-    }
-
-    /// Peak bytes of the tiled decode's own buffers besides one tile's activations: the NCHW output and the
-    /// blend-weight sum.
-    static func tiledOutputBytes(config: AutoencoderDCConfig, batch: Int, latentHeight: Int, latentWidth: Int) -> Int {
-        let f = config.spatialCompressionRatio
-        return 4 * (batch * config.inChannels + 1) * latentHeight * f * latentWidth * f
-    }
-
-    /// The largest square tile (latent pixels, ≥ 4·overlap) whose decode fits `budget` with the output buffers.
-    func largestTile(batch: Int, latentHeight h: Int, latentWidth w: Int, overlap: Int, budget: Int) -> Int? {
-        let fixed = Self.tiledOutputBytes(config: config, batch: batch, latentHeight: h, latentWidth: w)
-        var best: Int?
-        for t in max(4 * overlap, 1) ... max(h, w, 4 * overlap) {
-            let bytes = Self.estimatedDecodePeakBytes(config: config, batch: batch, latentHeight: min(t, h),
-                                                      latentWidth: min(t, w))
-            if fixed + bytes <= budget { best = t } else { break }
-        }
-        return best
-    }
-
-    /// Tile starts along one axis of `length` latent pixels: evenly spread so that neighbours overlap by at least
-    /// `overlap` and the first/last tiles touch the borders.
-    static func tileStarts(length: Int, tile: Int, overlap: Int) -> [Int] {
-        if length <= tile { return [0] }
-        let n = (length - overlap + (tile - overlap) - 1) / (tile - overlap)  // ceil((L − O) / (T − O))
-        return (0 ..< n).map { k in (k * (length - tile) + (n - 1) / 2) / (n - 1) }
-    }
-
-    /// Blend weight of pixel `i` of a tile spanning [start, start + size) pixels of an axis of `length` pixels:
-    /// 0 over the first `ramp`/4 pixels from each edge that lies inside the image, then a cosine ramp to 1 at `ramp`
-    /// pixels, 1 elsewhere.
-    static func blendWeights(start: Int, size: Int, length: Int, ramp: Int) -> [Float] {
-        (0 ..< size).map { i in
-            // distance (pixel centres) to the nearest tile edge that lies inside the image
-            var distance = Float.infinity
-            if start > 0 { distance = min(distance, Float(i) + 0.5) }
-            if start + size < length { distance = min(distance, Float(size - i) - 0.5) }
-            guard distance.isFinite, ramp > 0 else { return 1 }
-            // The outer quarter of the overlap is left out (zero padding makes a tile's own edge its least accurate
-            // part); neighbours' ramps still cross over the middle half, so there is no hard cut.
-            let margin = Float(ramp) / 4
-            let t = min(max((distance - margin) / (Float(ramp) - margin), 0), 1)
-            return max(0.5 - 0.5 * cosf(Float.pi * t), 1e-6)  // positive everywhere: Σ w > 0 on every pixel
-        }
-    }
-
-    func tiledDecode(_ decoder: DCAEDecoder, _ latents: Tensor, tile: Int, overlap: Int) -> Tensor {
-        let (b, cz, h, w) = (latents.shape[0], latents.shape[1], latents.shape[2], latents.shape[3])
-        let f = config.spatialCompressionRatio, co = config.inChannels
-        let (ph, pw) = (h * f, w * f)
-        let z = latents.permuted([0, 2, 3, 1])  // [B, h, w, Cz]
-        var out = [Float](repeating: 0, count: b * co * ph * pw)  // NCHW [B, 3, H, W]
-        var weightSum = [Float](repeating: 0, count: ph * pw)     // [H, W]
-        for y0 in Self.tileStarts(length: h, tile: tile, overlap: overlap) {
-            for x0 in Self.tileStarts(length: w, tile: tile, overlap: overlap) {
-                let (th, tw) = (min(tile, h), min(tile, w))
-                // zt: [B, th, tw, Cz], the latent window at (y0, x0)
-                var zt = [Float](repeating: 0, count: b * th * tw * cz)
-                for n in 0 ..< b { for y in 0 ..< th { for x in 0 ..< tw { for c in 0 ..< cz {
-                    zt[((n * th + y) * tw + x) * cz + c] = z.data[((n * h + y0 + y) * w + x0 + x) * cz + c]
-                } } } }
-                let img = decoder(Tensor(shape: [b, th, tw, cz], data: zt))  // [B, th·f, tw·f, 3]
-                let wy = Self.blendWeights(start: y0 * f, size: th * f, length: ph, ramp: overlap * f)
-                let wx = Self.blendWeights(start: x0 * f, size: tw * f, length: pw, ramp: overlap * f)
-                let (ih, iw) = (th * f, tw * f)
-                out.withUnsafeMutableBufferPointer { o in
-                    img.data.withUnsafeBufferPointer { s in
-                        for y in 0 ..< ih { for x in 0 ..< iw {
-                            let wgt = wy[y] * wx[x], py = y0 * f + y, px = x0 * f + x
-                            weightSum[py * pw + px] += wgt
-                            for n in 0 ..< b { for c in 0 ..< co {
-                                o[((n * co + c) * ph + py) * pw + px] += wgt * s[((n * ih + y) * iw + x) * co + c]
-                            } }
-                        } }
+        /// One pass up to the input of step `end`, exact `radius` pixels beyond every core: calls
+        /// visit(map, rows, cols, origin) for a partition of the frame at step end's grid, where rows × cols is the
+        /// core within the window `map` and origin the core's top-left pixel in the frame.
+        func pass(end: Int, radius: Int, _ visit: (Tensor, Range<Int>, Range<Int>, (Int, Int)) -> Void) {
+            let active = levels.filter { $0.start < end }
+            /// Level k splits `core` (frame pixels of its grid) of the window `map` whose top-left is `origin`.
+            func split(_ k: Int, _ map: Tensor, _ origin: (Int, Int), _ core: (Range<Int>, Range<Int>)) {
+                let (start, next) = (active[k].start, k + 1 < active.count ? active[k + 1].start : end)
+                let (gh, gw) = (x.shape[1] * scale(levels[0].start, start), x.shape[2] * scale(levels[0].start, start))
+                let halo = min(Self.margin(shapes, start ..< end, output: radius), plan.haloCap)
+                let s = scale(start, next)
+                for ry in Self.cores(length: core.0.count, tile: active[k].tile) {
+                    for rx in Self.cores(length: core.1.count, tile: active[k].tile) {
+                        let cy = core.0.lowerBound + ry.lowerBound, cx = core.1.lowerBound + rx.lowerBound
+                        let y0 = max(cy - halo, 0), x0 = max(cx - halo, 0)
+                        let y1 = min(cy + ry.count + halo, gh), x1 = min(cx + rx.count + halo, gw)
+                        // the window y0..<y1 × x0..<x1 of the frame, taken from `map` (which covers it: the parent's
+                        // halo is at least this level's, and both are clipped to the frame)
+                        let t = run(map.window(rows: (y0 - origin.0) ..< (y1 - origin.0), cols: (x0 - origin.1) ..< (x1 - origin.1)),
+                                    start ..< next)
+                        let sub = ((cy * s) ..< ((cy + ry.count) * s), (cx * s) ..< ((cx + rx.count) * s))
+                        if k + 1 < active.count {
+                            split(k + 1, t, (y0 * s, x0 * s), sub)
+                        } else {
+                            visit(t, (sub.0.lowerBound - y0 * s) ..< (sub.0.upperBound - y0 * s),
+                                  (sub.1.lowerBound - x0 * s) ..< (sub.1.upperBound - x0 * s), (sub.0.lowerBound, sub.1.lowerBound))
+                        }
                     }
                 }
             }
+            if active.isEmpty {  // `end` is the first tiled step: its input is the whole-frame map
+                visit(x, 0 ..< x.shape[1], 0 ..< x.shape[2], (0, 0))
+            } else {
+                split(0, x, (0, 0), (0 ..< x.shape[1], 0 ..< x.shape[2]))
+            }
         }
-        out.withUnsafeMutableBufferPointer { o in
-            for n in 0 ..< b { for c in 0 ..< co { for p in 0 ..< ph * pw { o[(n * co + c) * ph * pw + p] /= weightSum[p] } } }
+        // Statistics passes, in order: pass a runs the tiles up to attention step a (using the statistics of the
+        // earlier ones) and sums a's statistics over the cores only, so every position counts once.
+        for a in levels[0].start ..< n {
+            guard case let .attention(att) = decoder.ops[a] else { continue }
+            var st = att.emptyStatistics(batch: b)
+            pass(end: a, radius: att.radius) { t, rows, cols, _ in att.accumulateStatistics(t, rows: rows, cols: cols, into: &st) }
+            stats[a] = st
+        }
+        let s = scale(levels[0].start, n), co = config.inChannels
+        let (ph, pw) = (x.shape[1] * s, x.shape[2] * s)
+        var out = [Float](repeating: 0, count: b * co * ph * pw)  // NCHW [B, 3, H, W]
+        pass(end: n, radius: 0) { img, rows, cols, origin in
+            let (ih, iw) = (img.shape[1], img.shape[2])  // img: [B, ih, iw, 3]
+            img.data.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { o in
+                    for n in 0 ..< b { for c in 0 ..< co { for y in 0 ..< rows.count { for xx in 0 ..< cols.count {
+                        o[((n * co + c) * ph + origin.0 + y) * pw + origin.1 + xx] =
+                            src[((n * ih + rows.lowerBound + y) * iw + cols.lowerBound + xx) * co + c]
+                    } } } }
+                }
+            }
         }
         return Tensor(shape: [b, co, ph, pw], data: out)
     }
 
-    /// Estimated largest set of live activations (bytes) of an untiled decode of a [batch, latent, h, w] latent,
-    /// following the allocation pattern of DCAEDecoder and its blocks (inputs kept for residuals, conv band buffers,
-    /// GLUMBConv's temporaries, the final NHWC → NCHW copy). Weights are not included.
+    // MARK: memory and planning
+
+    /// Estimated largest set of live activations (bytes) of an untiled decode of a [batch, latent, h, w] latent:
+    /// the largest step's input, output and temporaries (DCAEOpShape.liveFloats), or the final image with its
+    /// NHWC → NCHW copy. Weights are not included.
     public static func estimatedDecodePeakBytes(config: AutoencoderDCConfig, batch: Int, latentHeight: Int,
                                                 latentWidth: Int) -> Int {
-        guard let st = try? config.decoderStages() else { return Int.max }
-        let band = Tensor.im2colBandFloats
-        /// Extra floats of a 3×3 conv producing `outPixels`·cout from cin channels: output, im2col band, band result.
-        func conv(_ outPixels: Int, _ cin: Int, _ cout: Int) -> Int {
-            let cols = min(band, outPixels * cin * 9)
-            return outPixels * cout + cols + cols / (cin * 9) * cout
+        guard let shapes = try? DCAEDecoder.layout(config) else { return Int.max }
+        var p = batch * latentHeight * latentWidth, peak = 0
+        for s in shapes {
+            peak = max(peak, s.liveFloats(pixels: p))
+            if s.upsamples { p *= 4 }
         }
-        var p = batch * latentHeight * latentWidth  // pixels at the current resolution
-        var peak = p * config.latentChannels + conv(p, config.latentChannels, st[st.count - 1].channels)
-        var c = st[st.count - 1].channels
-        for i in stride(from: st.count - 1, through: 0, by: -1) where st[i].layers > 0 {
-            if i < st.count - 1 {
-                let cout = st[i].channels
-                let up = config.upsampleInterpolate
-                    ? p * c + 4 * p * c + conv(4 * p, c, cout)
-                    : p * c + max(conv(p, c, 4 * cout), 8 * p * cout)
-                peak = max(peak, up)
-                p *= 4
-                c = cout
+        return max(peak, 2 * p * config.inChannels) * MemoryLayout<Float>.size
+    }
+
+    /// Estimated peak activation bytes and multiply-adds of `plan` (the planner's objective and constraint); tiles
+    /// are counted at their largest (interior) size.
+    static func estimate(_ shapes: [DCAEOpShape], _ plan: DecodePlan, batch b: Int, latentHeight h: Int,
+                         latentWidth w: Int) -> (bytes: Int, macs: Double) {
+        let levels = plan.levels, n = shapes.count, start0 = levels[0].start
+        func scale(_ i: Int, _ j: Int) -> Int { 1 << shapes[i ..< j].filter(\.upsamples).count }
+        var peak = 0, macs = 0.0
+        var f = 1
+        for i in 0 ..< start0 {  // whole-frame steps
+            let p = b * h * w * f * f
+            peak = max(peak, shapes[i].liveFloats(pixels: p))
+            macs += Double(p) * Double(shapes[i].macsPerPixel)
+            if shapes[i].upsamples { f *= 2 }
+        }
+        let (gh0, gw0) = (h * f, w * f), out = scale(start0, n)
+        let kept = b * shapes[start0].inChannels * gh0 * gw0 + b * shapes[n - 1].outChannels * gh0 * gw0 * out * out
+        func pass(end: Int, radius: Int) {
+            let active = levels.filter { $0.start < end }
+            var count = 1.0, held = 0, core = (gh0, gw0), frame = (gh0, gw0), p = b * gh0 * gw0
+            for (k, level) in active.enumerated() {
+                let next = k + 1 < active.count ? active[k + 1].start : end
+                let halo = min(margin(shapes, level.start ..< end, output: radius), plan.haloCap)
+                let (ny, nx) = ((core.0 + level.tile - 1) / level.tile, (core.1 + level.tile - 1) / level.tile)
+                let sub = ((core.0 + ny - 1) / ny, (core.1 + nx - 1) / nx)
+                count *= Double(ny * nx)
+                p = b * min(sub.0 + 2 * halo, frame.0) * min(sub.1 + 2 * halo, frame.1)
+                for i in level.start ..< next {
+                    peak = max(peak, kept + held + shapes[i].liveFloats(pixels: p))
+                    macs += count * Double(p) * Double(shapes[i].macsPerPixel)
+                    if shapes[i].upsamples { p *= 4 }
+                }
+                let s = scale(level.start, next)
+                if k + 1 < active.count { held += p * shapes[next].inChannels }  // the window map the next level splits
+                core = (sub.0 * s, sub.1 * s)
+                frame = (frame.0 * s, frame.1 * s)
             }
-            switch st[i].blockType {
-            case .resBlock:
-                peak = max(peak, 2 * p * c + conv(p, c, c))
-            case .efficientViT:
-                let s = st[i].qkvMultiscales.count
-                let attention = p * c * (7 + s) + (s > 0 ? 6 * p * c : 0)
-                peak = max(peak, attention, 26 * p * c)  // GLUMBConv: block input + attention output + 24·P·C
+            if end < n { macs += count * Double(p) * Double(shapes[end].statisticsMacsPerPixel) }
+        }
+        for a in start0 ..< n where shapes[a].isAttention { pass(end: a, radius: shapes[a].inputMargin(0)) }
+        pass(end: n, radius: 0)
+        return (peak * MemoryLayout<Float>.size, macs)
+    }
+
+    /// The exact tiling with the least estimated work whose estimated peak fits `budget`: one or two tiled levels
+    /// starting at stage starts (or after the last attention step), each with the largest core that fits.
+    static func plan(_ shapes: [DCAEOpShape], batch: Int, latentHeight h: Int, latentWidth w: Int,
+                     budget: Int) -> DecodePlan? {
+        var starts = [0] + shapes.indices.filter { shapes[$0].upsamples && $0 < shapes.count - 1 }
+        if let last = shapes.lastIndex(where: \.isAttention) { starts.append(last + 1) }
+        starts = Set(starts).sorted()
+        /// Core sizes to try, largest first.
+        func ladder(_ side: Int) -> [Int] {
+            var t = side, out: [Int] = []
+            while t >= 1 { out.append(t); t = t > 8 ? t * 3 / 4 : t - 1 }
+            return out
+        }
+        func side(_ start: Int) -> Int { max(h, w) << shapes[..<start].filter(\.upsamples).count }
+        var best: (plan: DecodePlan, macs: Double)?
+        func consider(_ levels: [DecodePlan.Level]) -> Bool {
+            let plan = DecodePlan(levels: levels)
+            let e = estimate(shapes, plan, batch: batch, latentHeight: h, latentWidth: w)
+            guard e.bytes <= budget else { return false }
+            if e.macs < best?.macs ?? .infinity { best = (plan, e.macs) }
+            return true
+        }
+        for (i, s0) in starts.enumerated() {
+            for t0 in ladder(side(s0)) where consider([.init(start: s0, tile: t0)]) { break }
+            for s1 in starts[(i + 1)...] {
+                let s = 1 << shapes[s0 ..< s1].filter(\.upsamples).count
+                for t0 in ladder(side(s0)) {
+                    for t1 in ladder(t0 * s) where consider([.init(start: s0, tile: t0), .init(start: s1, tile: t1)]) { break }
+                }
             }
         }
-        let co = config.inChannels
-        let out = st[0].layers > 0 ? conv(p, c, co) : max(conv(p, c, 4 * co), 8 * p * co)
-        let outPixels = st[0].layers > 0 ? p : 4 * p
-        peak = max(peak, p * c + out, 2 * outPixels * co)
-        return peak * MemoryLayout<Float>.size
+        return best?.plan
     }
 }

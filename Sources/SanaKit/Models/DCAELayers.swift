@@ -105,3 +105,55 @@ extension Tensor {
         }
     }
 }
+
+/// Row bands: the DC-AE's wide layers (GLUMBConv's 8× expansion, the attention's q/k/v and multi-scale sources) run
+/// over a feature map a band of rows at a time, so their temporaries stay near `bandFloats` whatever the frame size.
+enum DCAEBands {
+    /// Target size of one band temporary (floats): 4 M = 16 MB.
+    static let bandFloats = 4 << 20
+
+    /// Splits `height` rows into bands of at most `budget / rowFloats` rows (at least 1), balanced.
+    static func split(height: Int, rowFloats: Int, budget: Int = bandFloats) -> [Range<Int>] {
+        let rows = max(1, budget / max(rowFloats, 1))
+        let n = (height + rows - 1) / rows
+        return (0 ..< n).map { k in (k * height / n) ..< ((k + 1) * height / n) }
+    }
+}
+
+extension Tensor {
+    /// The window rows × cols of a feature map: [B, H, W, C] → [B, rows.count, cols.count, C].
+    func window(rows: Range<Int>, cols: Range<Int>) -> Tensor {
+        let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        if rows == 0 ..< h && cols == 0 ..< w { return self }
+        let (oh, ow) = (rows.count, cols.count)
+        var out = [Float](repeating: 0, count: b * oh * ow * c)
+        data.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { o in
+                for n in 0 ..< b { for y in 0 ..< oh {
+                    // one contiguous run of ow·C values per row
+                    let src = ((n * h + rows.lowerBound + y) * w + cols.lowerBound) * c, dst = (n * oh + y) * ow * c
+                    for i in 0 ..< ow * c { o[dst + i] = s[src + i] }
+                } }
+            }
+        }
+        return Tensor(shape: [b, oh, ow, c], data: out)
+    }
+
+    /// The rows `rows` of a feature map (all columns).
+    func window(rows: Range<Int>) -> Tensor { window(rows: rows, cols: 0 ..< shape[2]) }
+
+    /// Writes `src` [B, h, w, C] into this [B, H, W, C] map with its top-left corner at (row, col).
+    mutating func paste(_ src: Tensor, row: Int, col: Int = 0) {
+        let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
+        let (sh, sw) = (src.shape[1], src.shape[2])
+        precondition(src.shape[0] == b && src.shape[3] == c && row + sh <= h && col + sw <= w, "paste: \(src.shape) into \(shape) at \(row), \(col)")
+        data.withUnsafeMutableBufferPointer { o in
+            src.data.withUnsafeBufferPointer { s in
+                for n in 0 ..< b { for y in 0 ..< sh {
+                    let dst = ((n * h + row + y) * w + col) * c, from = (n * sh + y) * sw * c
+                    for i in 0 ..< sw * c { o[dst + i] = s[from + i] }
+                } }
+            }
+        }
+    }
+}

@@ -1,7 +1,8 @@
 import SanaFormat
 
 // Follows diffusers/models/autoencoders/autoencoder_dc.py `DCUpBlock2d`: ×2 upsampling either by nearest
-// interpolation then a 3×3 conv ("interpolate"), or by a 3×3 conv to 4× the channels then pixel_shuffle(2);
+// interpolation then a 3×3 conv ("interpolate"; fused, conv2d(upsample: 2) never builds the 4× larger map), or by
+// a 3×3 conv to 4× the channels then pixel_shuffle(2);
 // with `shortcut`, plus the input with each channel repeated (repeat_interleave) then pixel-shuffled.
 
 struct DCUpBlock2d: Sendable {
@@ -21,7 +22,7 @@ struct DCUpBlock2d: Sendable {
 
     /// x: [B, H, W, in] → [B, 2H, 2W, out].
     func callAsFunction(_ x: Tensor) -> Tensor {
-        var out = interpolate ? conv(x.nearestUpsampled2x()) : conv(x).pixelShuffled2x()
+        var out = interpolate ? x.conv2d(conv.linear, kernel: conv.kernel, padding: conv.kernel / 2, upsample: 2) : conv(x).pixelShuffled2x()
         if shortcut {
             // repeat_interleave(repeats) then pixel_shuffle: output channel c at sub-position (i, j) reads
             // shuffled channel c·4 + i·2 + j, which is input channel (c·4 + i·2 + j) / repeats.
@@ -45,7 +46,7 @@ struct DCUpBlock2d: Sendable {
 }
 
 extension Tensor {
-    /// F.interpolate(scale_factor=2, mode="nearest") on [B, H, W, C] → [B, 2H, 2W, C].
+    /// F.interpolate(scale_factor=2, mode="nearest") (the test oracle of conv2d(upsample: 2)) on [B, H, W, C] → [B, 2H, 2W, C].
     func nearestUpsampled2x() -> Tensor {
         let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
         var out = [Float](repeating: 0, count: count * 4)

@@ -16,5 +16,5 @@ struct EfficientViTBlock: Sendable {
     }
 
     /// x: [B, H, W, C] → [B, H, W, C].
-    func callAsFunction(_ x: Tensor) -> Tensor { convOut(attn(x)) }
+    func callAsFunction(_ x: Tensor) -> Tensor { convOut.appliedInBands(attn(x)) }
 }

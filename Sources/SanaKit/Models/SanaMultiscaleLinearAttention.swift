@@ -51,51 +51,165 @@ struct SanaMultiscaleLinearAttention: Sendable {
         normOut = try DCAENorm(source, prefix + ".norm_out", type: norm, channels: c)
     }
 
-    /// x: [B, H, W, C] → [B, H, W, C].
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
-        let tokens = h * w, d = headDim, sources = 1 + multiscale.count
-        var qkv: Tensor  // [B, H, W, 3·inner]
+    /// Largest multi-scale kernel radius: how many rows / columns of neighbours one position's q, k, v read.
+    var radius: Int { (multiscale.map(\.kernel).max() ?? 1) / 2 }
+    var sourceCount: Int { 1 + multiscale.count }
+
+    /// Zero statistics for a batch of `batch` images.
+    func emptyStatistics(batch: Int) -> LinearAttentionStatistics {
+        LinearAttentionStatistics(batch: batch, sources: sourceCount, heads: inner / headDim, headDim: headDim)
+    }
+
+    /// x: [B, H, W, C] → [B, H, W, C]: the reference's computation, statistics taken over the whole frame.
+    /// A frame whose q/k/v exceed one band is done in two passes over row bands (statistics, then output), which
+    /// computes the projections twice but keeps the temporaries at band size.
+    func callAsFunction(_ x: Tensor, budget: Int = DCAEBands.bandFloats) -> Tensor {
+        let bands = DCAEBands.split(height: x.shape[1], rowFloats: rowFloats(x), budget: budget)
+        if bands.count > 1 {
+            var stats = emptyStatistics(batch: x.shape[0])
+            accumulateStatistics(x, rows: 0 ..< x.shape[1], cols: 0 ..< x.shape[2], into: &stats, budget: budget)
+            return apply(x, statistics: stats, budget: budget)
+        }
+        // One band: each source's statistics are complete before it is attended, so one pass does both.
+        var stats = emptyStatistics(batch: x.shape[0])
+        return output(x, rows: 0 ..< x.shape[1]) { s, src in
+            accumulate(&src, rows: 0 ..< src.shape[1], cols: 0 ..< src.shape[2], source: s, into: &stats)
+            return attend(&src, source: s, statistics: stats)
+        }
+    }
+
+    /// Adds the statistics of the positions rows × cols of x (all of x is used as their neighbourhood).
+    func accumulateStatistics(_ x: Tensor, rows: Range<Int>, cols: Range<Int>, into stats: inout LinearAttentionStatistics,
+                              budget: Int = DCAEBands.bandFloats) {
+        for band in DCAEBands.split(height: rows.count, rowFloats: rowFloats(x), budget: budget) {
+            let r = (rows.lowerBound + band.lowerBound) ..< (rows.lowerBound + band.upperBound)
+            forEachSource(x, rows: r) { s, src in
+                accumulate(&src, rows: 0 ..< src.shape[1], cols: cols, source: s, into: &stats)
+            }
+        }
+    }
+
+    /// x: [B, H, W, C] → [B, H, W, C] with the given (whole-frame) statistics: every position's output depends on
+    /// x only within `radius`, so a window of a frame gives exactly the frame's output away from its edges.
+    func apply(_ x: Tensor, statistics stats: LinearAttentionStatistics, budget: Int = DCAEBands.bandFloats) -> Tensor {
+        var out = Tensor(zeros: x.shape)
+        for band in DCAEBands.split(height: x.shape[1], rowFloats: rowFloats(x), budget: budget) {
+            out.paste(output(x, rows: band) { s, src in attend(&src, source: s, statistics: stats) }, row: band.lowerBound)
+        }
+        return out
+    }
+
+    /// Floats per row of x held by one band: q/k/v, a multi-scale source being built (two buffers), the attended
+    /// values and the projected output.
+    private func rowFloats(_ x: Tensor) -> Int {
+        x.shape[0] * x.shape[2] * (9 * inner + inner * sourceCount + x.shape[3])
+    }
+
+    /// to_out(attended) → norm_out → + x for the rows `rows` of x; `attended(s, src)` turns source s into its
+    /// attended values [B·rows·W, inner].
+    private func output(_ x: Tensor, rows: Range<Int>,
+                        _ attended: (Int, inout Tensor) -> [Float]) -> Tensor {
+        let (b, w) = (x.shape[0], x.shape[2])
+        let tokens = rows.count * w, sources = sourceCount
+        // all: [B, rows, W, inner·(1+S)]; source s fills channels s·inner ..< (s+1)·inner
+        var all = [Float](repeating: 0, count: b * tokens * inner * sources)
+        forEachSource(x, rows: rows) { s, src in
+            let a = attended(s, &src)
+            for t in 0 ..< b * tokens { for i in 0 ..< inner { all[t * inner * sources + s * inner + i] = a[t * inner + i] } }
+        }
+        var out = toOut.apply(Tensor(shape: [b, rows.count, w, inner * sources], data: all))
+        normOut.apply(&out)
+        out.addInPlace(x.window(rows: rows))
+        return out
+    }
+
+    /// Calls body(s, src) for each source s of the rows `rows` of x: src [B, rows, W, 3·inner] is qkv (s = 0) or
+    /// multi-scale projection s (s ≥ 1), computed from x's rows widened by `radius` so that the depthwise
+    /// convolution sees the same neighbours as on the whole of x. Multi-scale sources come first (they read qkv
+    /// before ReLU); source 0 last, handed over without a copy.
+    private func forEachSource(_ x: Tensor, rows: Range<Int>, _ body: (Int, inout Tensor) -> Void) {
+        let h = x.shape[1]
+        let lo = multiscale.isEmpty ? rows.lowerBound : max(rows.lowerBound - radius, 0)
+        let hi = multiscale.isEmpty ? rows.upperBound : min(rows.upperBound + radius, h)
+        let xs = x.window(rows: lo ..< hi)
+        let inside = (rows.lowerBound - lo) ..< (rows.upperBound - lo)  // rows of xs that are `rows` of x
+        var qkv: Tensor  // [B, hi − lo, W, 3·inner]
         if let splitQKV {
-            let parts = splitQKV.map { $0.apply(x) }
-            qkv = Tensor(zeros: [b, h, w, 3 * inner])
+            let parts = splitQKV.map { $0.apply(xs) }
+            qkv = Tensor(zeros: Array(xs.shape.dropLast()) + [3 * inner])
             for (p, t) in parts.enumerated() {
                 for r in 0 ..< t.rows { for j in 0 ..< inner { qkv.data[r * 3 * inner + p * inner + j] = t.data[r * inner + j] } }
             }
         } else {
-            qkv = toQKV.apply(x)
+            qkv = toQKV.apply(xs)
         }
-        // attended: [B, H·W, heads·(1+S)·d]; source s (0: qkv, s ≥ 1: multiscale s−1) fills channels s·inner …
-        var attended = [Float](repeating: 0, count: b * tokens * inner * sources)
-        // The multi-scale sources first: they read the pre-ReLU qkv; source 0 last, so it can take qkv's storage
-        // (the attention overwrites q and k with their ReLU) without a copy.
-        for s in Array(1 ..< sources) + [0] {
-            var src: Tensor
-            if s == 0 {
-                src = qkv
-                qkv = Tensor(zeros: [0])
-            } else {
-                src = groupedPointwise(qkv.depthwiseConv2d(weight: multiscale[s - 1].projIn, bias: nil,
-                                                           kernel: multiscale[s - 1].kernel), multiscale[s - 1].projOut)
-            }
-            let ld = 3 * inner, outLd = inner * sources
-            src.data.withUnsafeMutableBufferPointer { sp in
-                attended.withUnsafeMutableBufferPointer { op in
-                    for n in 0 ..< b {
-                        for g in 0 ..< inner / d {
-                            // group g of image n: q, k, v are [tokens, d] slices with row stride 3·inner
-                            let base = sp.baseAddress! + n * tokens * ld + g * 3 * d
-                            reluLinearAttention(q: base, k: base + d, v: base + 2 * d, tokens: tokens, dim: d, ld: ld,
-                                                out: op.baseAddress! + n * tokens * outLd + s * inner + g * d,
-                                                outLd: outLd)
-                        }
+        for (s, scale) in multiscale.enumerated() {
+            var src = groupedPointwise(qkv.depthwiseConv2d(weight: scale.projIn, bias: nil, kernel: scale.kernel),
+                                       scale.projOut).window(rows: inside)
+            body(s + 1, &src)
+        }
+        var src = qkv.window(rows: inside)
+        qkv = Tensor(zeros: [0])
+        body(0, &src)
+    }
+
+    /// Adds Σ v·relu(k)ᵀ and Σ relu(k) over the positions rows × cols of src [B, h, w, 3·inner] to the statistics
+    /// of source s (overwrites k there with relu(k)).
+    private func accumulate(_ src: inout Tensor, rows: Range<Int>, cols: Range<Int>, source s: Int,
+                            into stats: inout LinearAttentionStatistics) {
+        let (b, h, w) = (src.shape[0], src.shape[1], src.shape[2])
+        let d = headDim, ld = 3 * inner
+        // Whole rows are contiguous: one run of rows·w tokens, else one run of cols per row.
+        let runs: [(start: Int, tokens: Int)] = cols == 0 ..< w
+            ? [(rows.lowerBound * w, rows.count * w)]
+            : rows.map { ($0 * w + cols.lowerBound, cols.count) }
+        let layout = stats.layout  // read before the exclusive access to stats.values below
+        src.data.withUnsafeMutableBufferPointer { sp in
+            stats.values.withUnsafeMutableBufferPointer { st in
+                for n in 0 ..< b { for g in 0 ..< inner / d {
+                    let acc = st.baseAddress! + layout.offset(image: n, source: s, head: g)  // KV [d, d] then ksum [d]
+                    for run in runs {
+                        // group g of image n: k, v are [tokens, d] slices with row stride 3·inner
+                        let k = sp.baseAddress! + (n * h * w + run.start) * ld + g * 3 * d + d, v = k + d
+                        for t in 0 ..< run.tokens { for j in 0 ..< d {
+                            let kv = max(k[t * ld + j], 0)
+                            k[t * ld + j] = kv
+                            acc[d * d + j] += kv
+                        } }
+                        // KV [d, d] += vᵀ · relu(k)
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(run.tokens), 1,
+                                    v, Int32(ld), k, Int32(ld), 1, acc, Int32(d))
                     }
+                } }
+            }
+        }
+    }
+
+    /// Attended values of source s: out[n, i] = Σⱼ relu(q)[n, j]·KV[i, j] / (Σⱼ relu(q)[n, j]·ksum[j] + eps), the
+    /// reference's "pad v with a row of ones" quotient; src [B, h, w, 3·inner] → [B·h·w, inner] (q overwritten).
+    private func attend(_ src: inout Tensor, source s: Int, statistics stats: LinearAttentionStatistics) -> [Float] {
+        let b = src.shape[0], tokens = src.shape[1] * src.shape[2], d = headDim, ld = 3 * inner
+        var out = [Float](repeating: 0, count: b * tokens * inner)
+        src.data.withUnsafeMutableBufferPointer { sp in
+            stats.values.withUnsafeBufferPointer { st in
+                out.withUnsafeMutableBufferPointer { op in
+                    for n in 0 ..< b { for g in 0 ..< inner / d {
+                        let kv = st.baseAddress! + stats.layout.offset(image: n, source: s, head: g), ksum = kv + d * d
+                        let q = sp.baseAddress! + n * tokens * ld + g * 3 * d, o = op.baseAddress! + n * tokens * inner + g * d
+                        for t in 0 ..< tokens { for j in 0 ..< d { q[t * ld + j] = max(q[t * ld + j], 0) } }
+                        // o [tokens, d] = relu(q) · KVᵀ
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(d), Int32(d), 1,
+                                    q, Int32(ld), kv, Int32(d), 0, o, Int32(inner))
+                        for t in 0 ..< tokens {
+                            var den: Float = 0
+                            for j in 0 ..< d { den += q[t * ld + j] * ksum[j] }
+                            let inv = 1 / (den + Self.eps)
+                            for i in 0 ..< d { o[t * inner + i] *= inv }
+                        }
+                    } }
                 }
             }
         }
-        var out = toOut.apply(Tensor(shape: [b, h, w, inner * sources], data: attended))
-        normOut.apply(&out)
-        out.addInPlace(x)
         return out
     }
 
@@ -120,33 +234,31 @@ struct SanaMultiscaleLinearAttention: Sendable {
     }
 }
 
-/// ReLU linear attention of one head: q, k, v are [tokens, d] with row stride `ld` (channels-last slices);
-/// out[n, i] = Σⱼ relu(q)[n, j]·KV[i, j] / (Σⱼ relu(q)[n, j]·ksum[j] + eps) with KV = vᵀ·relu(k) [d, d] and
-/// ksum = Σₙ relu(k)[n, :] (the reference's "pad v with a row of ones" trick). q and k are overwritten by relu.
-/// Same math as Ops/LinearAttention.swift — merge.
-private func reluLinearAttention(q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
-                                 v: UnsafeMutablePointer<Float>, tokens: Int, dim d: Int, ld: Int,
-                                 out: UnsafeMutablePointer<Float>, outLd: Int) {
-    var ksum = [Float](repeating: 0, count: d)
-    for n in 0 ..< tokens {
-        for j in 0 ..< d {
-            q[n * ld + j] = max(q[n * ld + j], 0)
-            let kv = max(k[n * ld + j], 0)
-            k[n * ld + j] = kv
-            ksum[j] += kv
+/// What ReLU linear attention needs from all positions, per image, source and head: KV = Σₙ v·relu(k)ᵀ [d, d]
+/// and ksum = Σₙ relu(k) [d]. Computed over the whole frame once, it makes the attention of any window exact
+/// (tiled decoding, AutoencoderDC+Tiling.swift). Layout [B, sources, heads, d·d + d].
+struct LinearAttentionStatistics: Sendable {
+    struct Layout: Sendable {
+        let sources: Int
+        let heads: Int
+        let headDim: Int
+
+        func offset(image n: Int, source s: Int, head g: Int) -> Int {
+            ((n * sources + s) * heads + g) * (headDim * headDim + headDim)
         }
     }
-    // KV [d, d] = vᵀ · k  (v, k: [tokens, d] with stride ld)
-    var kvm = [Float](repeating: 0, count: d * d)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(tokens), 1, v, Int32(ld), k,
-                Int32(ld), 0, &kvm, Int32(d))
-    // out [tokens, d] = q · KVᵀ
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(d), Int32(d), 1, q, Int32(ld), kvm,
-                Int32(d), 0, out, Int32(outLd))
-    for n in 0 ..< tokens {
-        var den: Float = 0
-        for j in 0 ..< d { den += q[n * ld + j] * ksum[j] }
-        let inv = 1 / (den + SanaMultiscaleLinearAttention.eps)
-        for i in 0 ..< d { out[n * outLd + i] *= inv }
+
+    var values: [Float]
+    let layout: Layout
+
+    init(batch: Int, sources: Int, heads: Int, headDim d: Int) {
+        values = [Float](repeating: 0, count: batch * sources * heads * (d * d + d))
+        layout = Layout(sources: sources, heads: heads, headDim: d)
+    }
+
+    /// Adds another partial sum (the statistics of a disjoint set of positions).
+    mutating func add(_ other: LinearAttentionStatistics) {
+        precondition(values.count == other.values.count, "LinearAttentionStatistics.add: sizes differ")
+        for i in 0 ..< values.count { values[i] += other.values[i] }
     }
 }

@@ -6,10 +6,13 @@ extension Tensor {
     /// im2col gathers each output pixel's patch in the weight's (cin, ky, kx) order, then one matrix product per
     /// band of output rows: the patch matrix is Cin·k² times larger than the input, so it is built for at most
     /// `im2colBandFloats` values at a time (at 1024² × 128 channels the full matrix would be 4.7 GB).
-    public func conv2d(_ conv: Linear, kernel: Int, padding: Int, stride: Int = 1) -> Tensor {
+    /// `upsample` > 1 convolves the nearest-neighbour upsampled input (F.interpolate(mode="nearest")) without
+    /// building it: the gather reads upsampled pixel (y, x) from (y / upsample, x / upsample).
+    public func conv2d(_ conv: Linear, kernel: Int, padding: Int, stride: Int = 1, upsample: Int = 1) -> Tensor {
         precondition(rank == 4, "conv2d: input must be [B, H, W, C], got \(shape)")
-        let (b, h, w, cin) = (shape[0], shape[1], shape[2], shape[3])
-        if kernel == 1 && padding == 0 && stride == 1 { return conv.apply(self) }
+        let (b, sh, sw, cin) = (shape[0], shape[1], shape[2], shape[3])
+        let (h, w) = (sh * upsample, sw * upsample)  // the (virtual) input grid
+        if kernel == 1 && padding == 0 && stride == 1 && upsample == 1 { return conv.apply(self) }
         precondition(conv.inFeatures == cin * kernel * kernel, "conv2d \(conv.weight.name): weight K \(conv.inFeatures) ≠ \(cin)·\(kernel)²")
         let oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1
         let kk = cin * kernel * kernel, cout = conv.outFeatures
@@ -32,7 +35,7 @@ extension Tensor {
                                     for kx in 0 ..< kernel {
                                         let ix = ox * stride + kx - padding
                                         if ix < 0 || ix >= w { continue }
-                                        let s = ((n * h + iy) * w + ix) * cin
+                                        let s = ((n * sh + iy / upsample) * sw + ix / upsample) * cin
                                         let t = base + ky * kernel + kx
                                         for c in 0 ..< cin { dst[t + c * kernel * kernel] = src[s + c] }
                                     }

@@ -1,0 +1,64 @@
+import Foundation
+import ArgumentParser
+import SanaFormat
+import SanaKit
+
+/// `sana bench dcae`: decodes a random latent with a full-size DC-AE and reports wall time and peak resident memory
+/// of the decode alone (the peak is reset after loading, so it counts the resident weights plus the decode's own
+/// allocations). Driven by tools/bench_dcae.py, which also runs diffusers on the same weights; figures in
+/// docs/BENCHMARKS.md "DC-AE".
+struct BenchDCAE: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dcae",
+                                                    abstract: "Time one DC-AE decode and report its peak memory.")
+
+    @Option(help: "A diffusers vae/ folder (config.json + safetensors).") var vae: String
+    @Option(help: "Storage type of the ≥ 2-D conv and linear weights: f32, f16, bf16, int8, int4.") var weights = "f32"
+    @Option(help: "Output side in pixels (the latent is side / compression ratio).") var size = 1024
+    @Option(help: "Tiling: off, or a memory budget for activations in MiB (auto tiling).") var tiling = "off"
+
+    func run() throws {
+        guard let type = StorageType(name: weights) else { throw ValidationError("unknown storage type \(weights)") }
+        let config = try AutoencoderDCConfig.load(path: (vae as NSString).appendingPathComponent("config.json"))
+        let f = config.spatialCompressionRatio
+        guard size > 0, size % f == 0 else { throw ValidationError("size must be a positive multiple of \(f)") }
+        let mode: DecodeTiling
+        if tiling == "off" { mode = .off } else if let mib = Int(tiling), mib > 0 { mode = .auto(budgetBytes: mib << 20) } else {
+            throw ValidationError("tiling must be 'off' or a budget in MiB")
+        }
+        let t0 = Date()
+        let ae = try AutoencoderDC(config: config, source: QuantizedWeightSource(try SafetensorsDirectory(path: vae), as: type),
+                                   parts: .decoder)
+        let load = Date().timeIntervalSince(t0)
+        let side = size / f
+        // A fixed pseudo-random latent (values about ±1.7); speed and memory do not depend on the values.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let latent = Tensor(shape: [1, config.latentChannels, side, side], data: (0 ..< config.latentChannels * side * side).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 577
+        })
+        let rssBefore = Self.status("VmRSS")
+        Self.resetPeak()
+        let t1 = Date()
+        let image = try ae.decode(latent, tiling: mode)
+        let seconds = Date().timeIntervalSince(t1)
+        let estimate = AutoencoderDC.estimatedDecodePeakBytes(config: config, batch: 1, latentHeight: side, latentWidth: side)
+        print("""
+            {"impl": "sanaedge", "weights": "\(type.name)", "size": \(size), "tiling": "\(tiling)", \
+            "load_s": \(String(format: "%.1f", load)), "decode_s": \(String(format: "%.1f", seconds)), \
+            "rss_before_decode_mib": \(rssBefore >> 10), "peak_rss_mib": \(Self.status("VmHWM") >> 10), \
+            "untiled_activation_estimate_mib": \(estimate >> 20), "max_abs": \(image.maxAbs)}
+            """)
+    }
+
+    /// A field of /proc/self/status in KiB (0 when unavailable).
+    static func status(_ field: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        return 0
+    }
+
+    /// Resets VmHWM to the current RSS (Linux: writing 5 to clear_refs).
+    static func resetPeak() { try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8) }
+}
