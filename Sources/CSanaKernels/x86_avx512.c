@@ -72,15 +72,37 @@ T512 static void quantize_avx512(const float *x, int64_t rows, int64_t k, int64_
 
 // ---- int8 / int4 micro-tile ----
 
-INLINE T512 void q_tile(const sana_qgemm_args *a, int64_t i0, const int MR, int64_t b, const int NV, const int Q4) {
-    const int off = Q4 ? 8 : 128;
+/// Where a micro-tile reads its weights: int8 blocks; int4 blocks unpacked in registers (each 64-byte load gives
+/// two quads: low and high nibbles); or int4 nibbles already unpacked to the int8 layout [Kp/4][16][4] (unpack_q4).
+enum { SRC_Q8 = 0, SRC_Q4_PACKED = 1, SRC_Q4_UNPACKED = 2 };
+
+/// Unpacks the nibbles of weight blocks [b, b + nv) to the int8 data layout, one [Kp/4][16][4] array of stored
+/// values (0..15, offset 8) per block: the unpack then costs once per weight tile instead of once per micro-tile.
+T512 static void unpack_q4(const sana_qgemm_args *a, int64_t b, int nv, uint8_t *dst) {
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    const int64_t pairs = a->kp / 8;
+    for (int v = 0; v < nv; v++) {
+        const uint8_t *data = a->w + (size_t)(b + v) * a->block_bytes + a->ng * SANA_ROW_BLOCK * 4;
+        uint8_t *out = dst + (size_t)v * a->kp * SANA_ROW_BLOCK;
+        for (int64_t t = 0; t < pairs; t++) {  // data [pairs][16][4] → out [2·pairs][16][4]
+            __m512i c = _mm512_loadu_si512(data + t * 64);
+            _mm512_store_si512(out + t * 128, _mm512_and_si512(c, nib));
+            _mm512_store_si512(out + t * 128 + 64, _mm512_and_si512(_mm512_srli_epi16(c, 4), nib));
+        }
+    }
+}
+
+INLINE T512 void q_tile(const sana_qgemm_args *a, int64_t i0, const int MR, int64_t b, const int NV, const int SRC,
+                        const uint8_t *unpacked) {
+    const int off = SRC == SRC_Q8 ? 128 : 8;
     const int64_t ng = a->ng, nquads = a->kp / 4, gq = a->g / 4;
     const uint8_t *data[2];
     const float *ws[2];
     for (int v = 0; v < NV; v++) {
         const uint8_t *blk = a->w + (size_t)(b + v) * a->block_bytes;
         ws[v] = (const float *)blk;
-        data[v] = blk + ng * SANA_ROW_BLOCK * 4;
+        data[v] = SRC == SRC_Q4_UNPACKED ? unpacked + (size_t)v * a->kp * SANA_ROW_BLOCK
+                                         : blk + ng * SANA_ROW_BLOCK * 4;
     }
     const int8_t *xq[6];
     for (int m = 0; m < MR; m++) xq[m] = a->xq + (i0 + m) * a->kp;
@@ -96,7 +118,7 @@ INLINE T512 void q_tile(const sana_qgemm_args *a, int64_t i0, const int MR, int6
             __m512i c = _mm512_set1_epi32(-off * a->xsum[(i0 + m) * ng + gi]);
             for (int v = 0; v < NV; v++) acc[m][v] = c;
         }
-        if (!Q4) {
+        if (SRC != SRC_Q4_PACKED) {
             for (int64_t t = q0; t < q1; t++) {
                 __m512i w[2];
                 for (int v = 0; v < NV; v++) w[v] = _mm512_loadu_si512(data[v] + t * 64);
@@ -140,32 +162,47 @@ INLINE T512 void q_tile(const sana_qgemm_args *a, int64_t i0, const int MR, int6
     }
 }
 
-#define Q_TILE_CASES(Q4, NV)                                   \
+#define Q_TILE_CASES(SRC, NV)                                  \
     switch (mr) {                                              \
-        case 6: q_tile(a, i, 6, b, NV, Q4); break;             \
-        case 5: q_tile(a, i, 5, b, NV, Q4); break;             \
-        case 4: q_tile(a, i, 4, b, NV, Q4); break;             \
-        case 3: q_tile(a, i, 3, b, NV, Q4); break;             \
-        case 2: q_tile(a, i, 2, b, NV, Q4); break;             \
-        default: q_tile(a, i, 1, b, NV, Q4); break;            \
+        case 6: q_tile(a, i, 6, b, NV, SRC, u); break;         \
+        case 5: q_tile(a, i, 5, b, NV, SRC, u); break;         \
+        case 4: q_tile(a, i, 4, b, NV, SRC, u); break;         \
+        case 3: q_tile(a, i, 3, b, NV, SRC, u); break;         \
+        case 2: q_tile(a, i, 2, b, NV, SRC, u); break;         \
+        default: q_tile(a, i, 1, b, NV, SRC, u); break;        \
     }
 
-#define Q_GEMM(NAME, Q4)                                                                          \
-    T512 static void NAME(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) { \
-        for (int64_t b = b0; b < b1; b += 2) {                                                    \
-            for (int64_t i = m0; i < m1; i += 6) {                                                \
-                int mr = m1 - i < 6 ? (int)(m1 - i) : 6;                                          \
-                if (b1 - b >= 2) {                                                                \
-                    Q_TILE_CASES(Q4, 2)                                                           \
-                } else {                                                                          \
-                    Q_TILE_CASES(Q4, 1)                                                           \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
+/// Rows [m0, m1) × blocks [b0, b1) in micro-tiles of 6 rows × 2 blocks, walking the rows inside each block pair so
+/// the pair's weights stay in cache.
+#define Q_ROWS(SRC)                                                 \
+    for (int64_t i = m0; i < m1; i += 6) {                          \
+        int mr = m1 - i < 6 ? (int)(m1 - i) : 6;                    \
+        if (b1 - b >= 2) {                                          \
+            Q_TILE_CASES(SRC, 2)                                    \
+        } else {                                                    \
+            Q_TILE_CASES(SRC, 1)                                    \
+        }                                                           \
     }
 
-Q_GEMM(qgemm_q8_avx512, 0)
-Q_GEMM(qgemm_q4_avx512, 1)
+T512 static void qgemm_q8_avx512(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+    const uint8_t *u = NULL;
+    for (int64_t b = b0; b < b1; b += 2) Q_ROWS(SRC_Q8)
+}
+
+/// int4: with more than one micro-tile of rows, each block pair is unpacked once to int8 layout (per-thread
+/// scratch, 2·Kp·16 bytes) and the rows run the int8 inner loop on it; a single micro-tile unpacks in registers.
+T512 static void qgemm_q4_avx512(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1) {
+    uint8_t *u = m1 - m0 > 6 ? (uint8_t *)sana_scratch(5, (size_t)a->kp * SANA_ROW_BLOCK * 2) : NULL;
+    for (int64_t b = b0; b < b1; b += 2) {
+        if (u) {
+            unpack_q4(a, b, b1 - b >= 2 ? 2 : 1, u);
+            Q_ROWS(SRC_Q4_UNPACKED)
+        } else {
+            Q_ROWS(SRC_Q4_PACKED)
+        }
+    }
+}
+
 
 // ---- bf16 ----
 
