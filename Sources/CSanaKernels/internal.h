@@ -43,14 +43,18 @@ void sana_qgemm_ref(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0
 
 /// bf16 product: activations already rounded to bf16 xb[m][kp2] (kp2 = K rounded up to even, zero padded),
 /// weights row-major bf16 [n][k]. Computes y rows [m0, m1) × weight rows [16·b0, min(16·b1, n)).
+/// `wt`, when not NULL, holds every 32-row tile already repacked by the family's bpack (tile t at t·kp2·32).
 typedef struct {
     int64_t m, k, kp2, n;
     const uint16_t *xb;
     const uint16_t *w;
+    const uint16_t *wt;
     const float *bias;
     float *y;
 } sana_bgemm_args;
 typedef void (*sana_bgemm_fn)(const sana_bgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1);
+/// Repacks 32-row weight tiles [t0, t1) into dst + t·kp2·32 (the family's kernel layout).
+typedef void (*sana_bpack_fn)(const sana_bgemm_args *a, int64_t t0, int64_t t1, uint16_t *dst);
 
 /// The kernels of one CPU family; NULL entries fall back to the reference.
 typedef struct {
@@ -58,6 +62,7 @@ typedef struct {
     sana_quantize_fn quantize;
     sana_qgemm_fn qgemm[SANA_TYPE_COUNT];  // indexed by type (Q8, Q4)
     sana_bgemm_fn bgemm;
+    sana_bpack_fn bpack;  // may be NULL: bgemm then repacks per tile
 } sana_kernel_set;
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -84,6 +89,13 @@ typedef void (*sana_range_fn)(void *ctx, int64_t i0, int64_t i1);
 void sana_parallel_for(int64_t items, sana_range_fn fn, void *ctx);
 /// Threads the pool will use for the next call.
 int32_t sana_pool_threads(void);
+
+/// Gathers the patch of output pixel `pixel` (index n·oh·ow + oy·ow + ox) of a convolution into dst [c·k·k],
+/// in the weight's (cin, ky, kx) order (the one gather behind im2col and sana_conv2d).
+void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst);
+
+/// dst[i] = sana_f32_to_bf16(src[i]) over count values (vectorized; bit-identical).
+void sana_round_bf16(const float *src, int64_t count, uint16_t *dst);
 
 /// Grows a per-thread scratch buffer (index 0..7) to at least `bytes`, 64-byte aligned; NULL on allocation failure.
 void *sana_scratch(int slot, size_t bytes);

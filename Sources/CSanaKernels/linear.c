@@ -88,32 +88,73 @@ int32_t sana_linear_has_kernel(int32_t type) {
     return 0;
 }
 
-// Rows of activations prepared (quantized / rounded to bf16) at a time: bounds the scratch memory
-// (MCHUNK·K bytes) while each weight block is reused across MCHUNK rows.
+// Rows of activations prepared (quantized / rounded to bf16) at a time: at least MCHUNK, and up to about
+// CHUNK_BYTES of prepared activations, so each weight block is reused across many rows and the two parallel
+// phases (prepare, multiply) are long compared with the pool's hand-off.
+#ifndef MCHUNK
 #define MCHUNK 512
+#endif
+#ifndef CHUNK_BYTES
+#define CHUNK_BYTES ((int64_t)1 << 20)
+#endif
 // Rows per work item when the weight blocks alone do not give every thread enough work.
 #define MSUB 48
+// Largest bf16 weight repacked once per call for all row chunks (bytes; larger ones are repacked per tile).
+#define BPACK_MAX_BYTES ((int64_t)16 << 20)
+
+/// Where activation rows come from: rows of a row-major matrix x [m, k], or the patch rows of a convolution of x
+/// (sana_conv2d), gathered one at a time into a per-thread buffer.
+typedef struct {
+    const float *x;
+    const sana_conv_shape *conv;  // NULL: plain rows
+    int64_t oh, ow;
+    int64_t row0;                 // first row of the current chunk
+} row_source;
+
+/// Row i of the current chunk: a pointer into x, or the gathered patch in `buf` [k].
+static const float *source_row(const row_source *src, int64_t i, int64_t k, float *buf) {
+    if (!src->conv) return src->x + (src->row0 + i) * k;
+    sana_patch_row(src->x, src->conv, src->oh, src->ow, src->row0 + i, buf);
+    return buf;
+}
 
 typedef struct {
     const sana_kernel_set *ks;
-    const float *x;
+    row_source src;
     sana_qgemm_args q;
     sana_bgemm_args bf;
     int64_t nblocks, tile_blocks, tiles, msub;
 } job;
 
+/// Per-thread buffer for one gathered patch row (NULL for plain rows, or when it cannot be allocated).
+static float *patch_buffer(const job *j, int64_t k, int *failed) {
+    if (!j->src.conv) return NULL;
+    float *buf = (float *)sana_scratch(7, (size_t)k * 4);
+    if (!buf) *failed = 1;
+    return buf;
+}
+
 static void quantize_range(void *ctx, int64_t i0, int64_t i1) {
     job *j = (job *)ctx;
-    j->ks->quantize(j->x + i0 * j->q.k, i1 - i0, j->q.k, j->q.g, (int8_t *)j->q.xq + i0 * j->q.kp,
-                    (float *)j->q.xs + i0 * j->q.ng, (int32_t *)j->q.xsum + i0 * j->q.ng);
+    int failed = 0;
+    float *buf = patch_buffer(j, j->q.k, &failed);
+    // A worker that cannot get k floats leaves its rows unprepared, like the kernels' own scratch (bgemm); the
+    // calling thread's buffer is checked before the call.
+    if (failed) return;
+    for (int64_t i = i0; i < i1; i++)
+        j->ks->quantize(source_row(&j->src, i, j->q.k, buf), 1, j->q.k, j->q.g, (int8_t *)j->q.xq + i * j->q.kp,
+                        (float *)j->q.xs + i * j->q.ng, (int32_t *)j->q.xsum + i * j->q.ng);
 }
 
 static void bf16_range(void *ctx, int64_t i0, int64_t i1) {
     job *j = (job *)ctx;
+    int failed = 0;
+    float *buf = patch_buffer(j, j->bf.k, &failed);
+    if (failed) return;
     for (int64_t i = i0; i < i1; i++) {
-        const float *src = j->x + i * j->bf.k;
+        const float *src = source_row(&j->src, i, j->bf.k, buf);
         uint16_t *dst = (uint16_t *)j->bf.xb + i * j->bf.kp2;
-        for (int64_t p = 0; p < j->bf.k; p++) dst[p] = sana_f32_to_bf16(src[p]);
+        sana_round_bf16(src, j->bf.k, dst);
         if (j->bf.kp2 > j->bf.k) dst[j->bf.k] = 0;
     }
 }
@@ -146,6 +187,11 @@ static void bgemm_range(void *ctx, int64_t i0, int64_t i1) {
     }
 }
 
+static void bpack_range(void *ctx, int64_t t0, int64_t t1) {
+    job *j = (job *)ctx;
+    j->ks->bpack(&j->bf, t0, t1, (uint16_t *)j->bf.wt);
+}
+
 static void plan(job *j, int64_t m, int64_t n) {
     j->nblocks = (n + SANA_ROW_BLOCK - 1) / SANA_ROW_BLOCK;
     j->tile_blocks = 2;  // kernels take 32 output columns at a time
@@ -159,52 +205,91 @@ static void plan(job *j, int64_t m, int64_t n) {
     }
 }
 
-void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
-                 float *y) {
-    if (m <= 0 || n <= 0 || k <= 0 || !sana_type_traits_of(type)) return;
+static int64_t chunk_rows(int64_t m, int64_t row_bytes) {
+    int64_t c = CHUNK_BYTES / (row_bytes > 0 ? row_bytes : 1);
+    if (c < MCHUNK) c = MCHUNK;
+    return m < c ? m : c;
+}
+
+/// The SIMD product over all rows of `src`; returns 0 when this type has no SIMD kernel here (or scratch memory
+/// could not be had), having written nothing.
+static int linear_simd(const row_source *src, int64_t m, int64_t k, int32_t type, const void *w, int64_t n,
+                       const float *bias, float *y) {
     const sana_kernel_set *ks = sana_kernels();
     job j;
     memset(&j, 0, sizeof j);
     j.ks = ks;
+    j.src = *src;
+    if (src->conv && !sana_scratch(7, (size_t)k * 4)) return 0;  // the calling thread's patch buffer
     if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type]) {
         const int64_t g = sana_qgroup(type), ng = sana_groups(k, g), kp = sana_kpad(k);
-        const int64_t chunk = m < MCHUNK ? m : MCHUNK;
+        const int64_t chunk = chunk_rows(m, kp);
         // Scratch of the calling thread; workers only read it during this call.
         int8_t *xq = (int8_t *)sana_scratch(0, (size_t)(chunk * kp));
         float *xs = (float *)sana_scratch(1, (size_t)(chunk * ng) * 4);
         int32_t *xsum = (int32_t *)sana_scratch(2, (size_t)(chunk * ng) * 4);
-        if (!xq || !xs || !xsum) {
-            sana_linear_ref(x, m, k, type, w, n, bias, y);
-            return;
-        }
+        if (!xq || !xs || !xsum) return 0;
         for (int64_t r0 = 0; r0 < m; r0 += chunk) {
             int64_t rows = m - r0 < chunk ? m - r0 : chunk;
-            j.x = x + r0 * k;
+            j.src.row0 = src->row0 + r0;
             j.q = (sana_qgemm_args){type, rows, k, kp, n, g, ng, xq, xs, xsum, (const uint8_t *)w,
                                     sana_type_traits_of(type)->block_bytes(k), bias, y + r0 * n};
             sana_parallel_for(rows, quantize_range, &j);
             plan(&j, rows, n);
             sana_parallel_for(j.tiles * j.msub, qgemm_range, &j);
         }
-        return;
+        return 1;
     }
     if (type == SANA_TYPE_BF16 && ks->bgemm) {
         const int64_t kp2 = (k + 1) & ~(int64_t)1;
-        const int64_t chunk = m < MCHUNK ? m : MCHUNK;
+        const int64_t chunk = chunk_rows(m, kp2 * 2);
         uint16_t *xb = (uint16_t *)sana_scratch(3, (size_t)(chunk * kp2) * 2);
-        if (!xb) {
-            sana_linear_ref(x, m, k, type, w, n, bias, y);
-            return;
+        if (!xb) return 0;
+        j.bf = (sana_bgemm_args){chunk, k, kp2, n, xb, (const uint16_t *)w, NULL, bias, y};
+        // Weights repacked once for every chunk and row slice when that saves repacking (several chunks, or few
+        // tiles split by rows) and the copy is small; otherwise each work item repacks its tile.
+        plan(&j, chunk, n);
+        const int64_t tiles32 = (n + 31) / 32, packed = tiles32 * kp2 * 32 * 2;
+        if (ks->bpack && (m > chunk || j.msub > 1) && packed <= BPACK_MAX_BYTES) {
+            j.bf.wt = (const uint16_t *)sana_scratch(6, (size_t)packed);
+            if (j.bf.wt) sana_parallel_for(tiles32, bpack_range, &j);
         }
         for (int64_t r0 = 0; r0 < m; r0 += chunk) {
             int64_t rows = m - r0 < chunk ? m - r0 : chunk;
-            j.x = x + r0 * k;
-            j.bf = (sana_bgemm_args){rows, k, kp2, n, xb, (const uint16_t *)w, bias, y + r0 * n};
+            j.src.row0 = src->row0 + r0;
+            j.bf.m = rows;
+            j.bf.y = y + r0 * n;
             sana_parallel_for(rows, bf16_range, &j);
             plan(&j, rows, n);
             sana_parallel_for(j.tiles * j.msub, bgemm_range, &j);
         }
-        return;
+        return 1;
     }
-    sana_linear_ref(x, m, k, type, w, n, bias, y);
+    return 0;
+}
+
+void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
+                 float *y) {
+    if (m <= 0 || n <= 0 || k <= 0 || !sana_type_traits_of(type)) return;
+    row_source src = {x, NULL, 0, 0, 0};
+    if (!linear_simd(&src, m, k, type, w, n, bias, y)) sana_linear_ref(x, m, k, type, w, n, bias, y);
+}
+
+void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
+                 const float *bias, float *y) {
+    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
+    const int64_t k = s->c * s->kernel * s->kernel, m = s->b * oh * ow;
+    if (oh == 0 || ow == 0 || cout <= 0 || !sana_type_traits_of(type)) return;
+    row_source src = {x, s, oh, ow, 0};
+    if (linear_simd(&src, m, k, type, w, cout, bias, y)) return;
+    // No SIMD kernel: im2col a band of output rows at a time (about CHUNK_BYTES of patches), then sana_linear.
+    int64_t band = CHUNK_BYTES / (ow * k * 4);
+    if (band < 1) band = 1;
+    float *cols = (float *)sana_scratch(6, (size_t)(band * ow * k) * 4);
+    if (!cols) return;
+    for (int64_t r0 = 0; r0 < s->b * oh; r0 += band) {
+        int64_t rows = s->b * oh - r0 < band ? s->b * oh - r0 : band;
+        sana_im2col_rows(x, s, r0, rows, cols);
+        sana_linear(cols, rows * ow, k, type, w, cout, bias, y + r0 * ow * cout);
+    }
 }

@@ -162,8 +162,8 @@ static void dw_rows(void *p, int64_t r0, int64_t r1) {
                     int64_t ix = ox + kx - pad;
                     if (ix < 0 || ix >= w) continue;
                     const float *in = k->x + ((n * h + iy) * w + ix) * c;  // [c]
-                    const float *wt = k->weight + ky * kk + kx;              // weight[ch * kk·kk + ky·kk + kx]
-                    for (int64_t ch = 0; ch < c; ch++) out[ch] += in[ch] * wt[ch * kk * kk];
+                    const float *wt = k->weight + (ky * kk + kx) * c;        // transposed weight [k·k][c]
+                    for (int64_t ch = 0; ch < c; ch++) out[ch] += in[ch] * wt[ch];
                 }
             }
         }
@@ -173,40 +173,148 @@ static void dw_rows(void *p, int64_t r0, int64_t r1) {
 void sana_depthwise_conv2d(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, const float *weight,
                            const float *bias, int32_t kernel, float *y) {
     if (b <= 0 || h <= 0 || w <= 0 || c <= 0 || kernel <= 0) return;
-    conv_ctx k = {x, weight, bias, y, h, w, c, kernel, kernel / 2};
+    // weight [c][k·k] transposed to [k·k][c] so the per-tap loop over contiguous channels vectorizes.
+    const int64_t taps = (int64_t)kernel * kernel;
+    float *wt = (float *)sana_scratch(6, (size_t)(taps * c) * 4);
+    if (!wt) return;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t t = 0; t < taps; t++) wt[t * c + ch] = weight[ch * taps + t];
+    conv_ctx k = {x, wt, bias, y, h, w, c, kernel, kernel / 2};
     run_rows(b * h, w * c * kernel * kernel, dw_rows, &k);
 }
 
-/// Output rows (image n, row oy) of im2col: cols[n, oy, ox, ch·k·k + ky·k + kx] = x[n, oy+ky−pad, ox+kx−pad, ch].
-static void im2col_rows(void *p, int64_t r0, int64_t r1) {
-    const conv_ctx *k = (const conv_ctx *)p;
-    const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
-    const int64_t oh = h + 2 * pad - kk + 1, ow = w + 2 * pad - kk + 1, patch = c * kk * kk;
-    for (int64_t row = r0; row < r1; row++) {
-        int64_t n = row / oh, oy = row % oh;
-        for (int64_t ox = 0; ox < ow; ox++) {
-            float *dst = k->y + ((n * oh + oy) * ow + ox) * patch;  // [c·k·k]
-            for (int64_t ky = 0; ky < kk; ky++) {
-                int64_t iy = oy + ky - pad;
-                for (int64_t kx = 0; kx < kk; kx++) {
-                    int64_t ix = ox + kx - pad;
-                    float *d = dst + ky * kk + kx;
-                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-                        for (int64_t ch = 0; ch < c; ch++) d[ch * kk * kk] = 0.0f;
-                        continue;
-                    }
-                    const float *s = k->x + ((n * h + iy) * w + ix) * c;  // [c]
-                    for (int64_t ch = 0; ch < c; ch++) d[ch * kk * kk] = s[ch];
-                }
+int64_t sana_conv_out_height(const sana_conv_shape *s) {
+    if (s->b <= 0 || s->h <= 0 || s->w <= 0 || s->c <= 0 || s->kernel <= 0 || s->stride <= 0 || s->pad < 0 ||
+        s->upsample <= 0)
+        return 0;
+    int64_t span = s->h * s->upsample + 2 * (int64_t)s->pad - s->kernel;
+    return span < 0 ? 0 : span / s->stride + 1;
+}
+
+int64_t sana_conv_out_width(const sana_conv_shape *s) {
+    if (sana_conv_out_height(s) == 0) return 0;
+    int64_t span = s->w * s->upsample + 2 * (int64_t)s->pad - s->kernel;
+    return span < 0 ? 0 : span / s->stride + 1;
+}
+
+void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst) {
+    const int64_t c = s->c, kk = s->kernel, taps = kk * kk, up = s->upsample;
+    const int64_t vh = s->h * up, vw = s->w * up;  // the virtual (upsampled) input grid
+    const int64_t n = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
+    for (int64_t ky = 0; ky < kk; ky++) {
+        const int64_t iy = oy * s->stride + ky - s->pad;
+        for (int64_t kx = 0; kx < kk; kx++) {
+            const int64_t ix = ox * s->stride + kx - s->pad;
+            float *d = dst + ky * kk + kx;  // patch [c][k][k]: channel ch of this tap at d[ch·k²]
+            if (iy < 0 || iy >= vh || ix < 0 || ix >= vw) {
+                for (int64_t ch = 0; ch < c; ch++) d[ch * taps] = 0.0f;
+                continue;
             }
+            const float *src = x + ((n * s->h + iy / up) * s->w + ix / up) * c;  // [c]
+            if (taps == 9)  // the 3×3 case, with a constant stride the compiler unrolls
+                for (int64_t ch = 0; ch < c; ch++) d[ch * 9] = src[ch];
+            else
+                for (int64_t ch = 0; ch < c; ch++) d[ch * taps] = src[ch];
         }
     }
 }
 
+typedef struct {
+    const float *x;
+    const sana_conv_shape *s;
+    int64_t oh, ow, row0;
+    float *cols;
+} im2col_ctx;
+
+/// Output rows [r0, r1) of the band (row index n·oh + oy relative to row0): ow patches each.
+static void im2col_range(void *p, int64_t r0, int64_t r1) {
+    const im2col_ctx *k = (const im2col_ctx *)p;
+    const int64_t patch = k->s->c * k->s->kernel * k->s->kernel;
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t ox = 0; ox < k->ow; ox++)
+            sana_patch_row(k->x, k->s, k->oh, k->ow, (k->row0 + r) * k->ow + ox, k->cols + (r * k->ow + ox) * patch);
+}
+
+void sana_im2col_rows(const float *x, const sana_conv_shape *s, int64_t row0, int64_t rows, float *cols) {
+    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
+    if (oh == 0 || ow == 0 || row0 < 0 || rows <= 0 || row0 + rows > s->b * oh) return;
+    im2col_ctx k = {x, s, oh, ow, row0, cols};
+    run_rows(rows, ow * s->c * s->kernel * s->kernel, im2col_range, &k);
+}
+
 void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int32_t kernel, int32_t pad,
                  float *cols) {
-    int64_t oh = h + 2 * (int64_t)pad - kernel + 1;
-    if (b <= 0 || oh <= 0 || w + 2 * (int64_t)pad - kernel + 1 <= 0 || c <= 0 || kernel <= 0) return;
-    conv_ctx k = {x, NULL, NULL, cols, h, w, c, kernel, pad};
-    run_rows(b * oh, w * c * kernel * kernel, im2col_rows, &k);
+    sana_conv_shape s = {b, h, w, c, kernel, 1, pad, 1};
+    int64_t oh = sana_conv_out_height(&s);
+    if (oh > 0) sana_im2col_rows(x, &s, 0, b * oh, cols);
+}
+
+typedef struct {
+    float *x;
+    const float *a;
+} add_ctx;
+
+#define ADD_CHUNK 16384
+
+static void add_chunks(void *p, int64_t c0, int64_t c1) {
+    add_ctx *a = (add_ctx *)p;
+    for (int64_t i = c0 * ADD_CHUNK; i < c1 * ADD_CHUNK; i++) a->x[i] += a->a[i];
+}
+
+void sana_add(float *x, const float *a, int64_t count) {
+    if (count <= 0) return;
+    add_ctx ctx = {x, a};
+    int64_t full = count / ADD_CHUNK;
+    run_rows(full, ADD_CHUNK / 4, add_chunks, &ctx);
+    for (int64_t i = full * ADD_CHUNK; i < count; i++) x[i] += a[i];
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    int64_t hidden;
+} glu_ctx;
+
+static void glu_rows(void *p, int64_t r0, int64_t r1) {
+    const glu_ctx *g = (const glu_ctx *)p;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *a = g->x + r * 2 * g->hidden, *gate = a + g->hidden;  // [hidden] value, [hidden] gate
+        float *y = g->y + r * g->hidden;
+        for (int64_t j = 0; j < g->hidden; j++) y[j] = a[j] * (gate[j] / (1.0f + expf(-gate[j])));
+    }
+}
+
+void sana_glu_silu(const float *x, int64_t rows, int64_t hidden, float *y) {
+    if (rows <= 0 || hidden <= 0) return;
+    glu_ctx g = {x, y, hidden};
+    run_rows(rows, hidden * 8, glu_rows, &g);
+}
+
+typedef struct {
+    float *out;
+    const float *x;
+    int64_t h, w, cin, cout;
+} shuffle_ctx;
+
+/// Input rows (image n, row y) r0..r1: each writes output rows 2y and 2y + 1.
+static void shuffle_rows(void *p, int64_t r0, int64_t r1) {
+    const shuffle_ctx *k = (const shuffle_ctx *)p;
+    const int64_t repeats = 4 * k->cout / k->cin;
+    for (int64_t row = r0; row < r1; row++) {
+        const int64_t n = row / k->h, y = row % k->h;
+        for (int64_t xx = 0; xx < k->w; xx++) {
+            const float *src = k->x + ((n * k->h + y) * k->w + xx) * k->cin;  // [cin]
+            for (int64_t i = 0; i < 2; i++)
+                for (int64_t j = 0; j < 2; j++) {
+                    float *dst = k->out + ((n * 2 * k->h + 2 * y + i) * 2 * k->w + 2 * xx + j) * k->cout;  // [cout]
+                    for (int64_t c = 0; c < k->cout; c++) dst[c] += src[(c * 4 + i * 2 + j) / repeats];
+                }
+        }
+    }
+}
+
+void sana_add_shuffled_repeat(float *out, const float *x, int64_t b, int64_t h, int64_t w, int64_t cin, int64_t cout) {
+    if (b <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || (4 * cout) % cin != 0) return;
+    shuffle_ctx k = {out, x, h, w, cin, cout};
+    run_rows(b * h, w * 4 * cout, shuffle_rows, &k);
 }

@@ -315,6 +315,16 @@ uint16_t sana_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+void sana_round_bf16(const float *src, int64_t count, uint16_t *dst) {
+    // sana_f32_to_bf16 written branch-free so the compiler vectorizes it (bit-identical, NaN included).
+    for (int64_t i = 0; i < count; i++) {
+        uint32_t x;
+        memcpy(&x, &src[i], 4);
+        uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1)) >> 16, quiet = (x >> 16) | 0x40u;
+        dst[i] = (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+    }
+}
+
 float sana_bf16_to_f32(uint16_t h) {
     uint32_t x = (uint32_t)h << 16;
     float f;

@@ -118,10 +118,45 @@ void sana_activate(float *x, int64_t count, int32_t activation);
 void sana_depthwise_conv2d(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, const float *weight,
                            const float *bias, int32_t kernel, float *y);
 
+/// Geometry of a k×k convolution of a channels-last map x [b, h, w, c]. The input is read as its `upsample`×
+/// nearest-neighbour enlargement (F.interpolate(mode="nearest"); 1 = as is) without building it: virtual pixel
+/// (y, x) is stored pixel (y / upsample, x / upsample). Zero padding `pad`, stride `stride`; the output is
+/// [b, oh, ow, cout] with oh = (h·upsample + 2·pad − kernel) / stride + 1 (ow alike).
+typedef struct {
+    int64_t b, h, w, c;
+    int32_t kernel, stride, pad, upsample;
+} sana_conv_shape;
+
+/// Output height and width of a convolution; 0 when the geometry is invalid (non-positive sizes, empty output).
+int64_t sana_conv_out_height(const sana_conv_shape *s);
+int64_t sana_conv_out_width(const sana_conv_shape *s);
+
+/// im2col of output rows [row0, row0 + rows) (row index n·oh + oy): cols [rows·ow, c·k·k], each output pixel's
+/// patch in the weight's (cin, ky, kx) order, zeros where the window leaves the (upsampled) input. Threaded.
+void sana_im2col_rows(const float *x, const sana_conv_shape *s, int64_t row0, int64_t rows, float *cols);
+
 /// im2col for a k×k convolution, stride 1, zero padding `pad`, channels-last x [b, h, w, c]:
 /// cols [b, oh, ow, c·k·k] in the weight's (cin, ky, kx) order, oh = h + 2·pad − k + 1.
 void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int32_t kernel, int32_t pad,
                  float *cols);
+
+/// Convolution y [b, oh, ow, cout] = conv(x, W) (+ bias) with W packed as `type` [cout, c·k·k] (reference order
+/// (cin, ky, kx)): exactly sana_linear on the im2col matrix, without building it — patch rows are gathered and
+/// quantized (int8/int4) or rounded to bf16 a chunk of rows at a time, straight into the kernels' activation
+/// panels. Types without a SIMD kernel (and SANA_FORCE_REFERENCE) run im2col chunks through sana_linear.
+void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
+                 const float *bias, float *y);
+
+/// x[i] += a[i] over count elements (threaded).
+void sana_add(float *x, const float *a, int64_t count);
+
+/// GLU with SiLU gate over rows of x [rows, 2·hidden]: y[r, j] = x[r, j] · silu(x[r, hidden + j]), y [rows, hidden].
+void sana_glu_silu(const float *x, int64_t rows, int64_t hidden, float *y);
+
+/// DC-AE up-block shortcut, channels-last: out [b, 2h, 2w, cout] += pixel_shuffle(2) of x [b, h, w, cin] with each
+/// channel repeated `repeats` = 4·cout / cin times (repeat_interleave), i.e.
+/// out[n, 2y+i, 2x+j, c] += x[n, y, x, (4c + 2i + j) / repeats].
+void sana_add_shuffled_repeat(float *out, const float *x, int64_t b, int64_t h, int64_t w, int64_t cin, int64_t cout);
 
 #ifdef __cplusplus
 }

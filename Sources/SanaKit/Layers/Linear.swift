@@ -22,6 +22,12 @@ public struct Linear: Sendable {
         self.bias = bias ? try source.floats(prefix + ".bias", shape: [shape[0]]) : nil
     }
 
+    /// True when products run on the C kernels (sana_linear / sana_conv2d), false when on OpenBLAS sgemm.
+    public var runsOnKernels: Bool {
+        forceReferenceKernels
+            || (!dequantizeWeightsForDebugging && (weight.type.isQuantized || sana_linear_has_kernel(weight.type.rawValue) != 0))
+    }
+
     /// X [..., K] → [..., N].
     /// Routing: int8/int4 → integer SIMD kernels (sana_linear); bf16 → bf16 dot-product kernel where the CPU has
     /// one; f32 → OpenBLAS sgemm; f16 (and bf16 without a kernel) → rows unpacked to f32 in chunks, then sgemm.
@@ -32,8 +38,7 @@ public struct Linear: Sendable {
         let m = x.rows, n = outFeatures, k = inFeatures
         var out = [Float](repeating: 0, count: m * n)
         let type = weight.type.rawValue
-        let useKernel = forceReferenceKernels
-            || (!dequantizeWeightsForDebugging && (weight.type.isQuantized || sana_linear_has_kernel(type) != 0))
+        let useKernel = runsOnKernels
         x.data.withUnsafeBufferPointer { xp in
             weight.bytes.withUnsafeBytes { wp in
                 out.withUnsafeMutableBufferPointer { yp in

@@ -1,3 +1,4 @@
+import CSanaKernels
 import SanaFormat
 
 // Building pieces shared by the DC-AE modules (diffusers/models/autoencoders/autoencoder_dc.py):
@@ -91,17 +92,17 @@ enum DCAEBlock: Sendable {
 }
 
 extension Tensor {
-    /// Applies an activation in place (no second copy of a large feature map).
+    /// Applies an activation in place (no second copy of a large feature map; threaded C, sana_activate).
     mutating func applyInPlace(_ act: Activation) {
-        if act == .identity { return }
-        data.withUnsafeMutableBufferPointer { p in for i in 0 ..< p.count { p[i] = act(p[i]) } }
+        guard let kernel = act.kernel else { return }
+        data.withUnsafeMutableBufferPointer { p in sana_activate(p.baseAddress, Int64(p.count), Int32(kernel.rawValue)) }
     }
 
-    /// self += other (same shape), in place.
+    /// self += other (same shape), in place (threaded C, sana_add).
     mutating func addInPlace(_ other: Tensor) {
         precondition(shape == other.shape, "addInPlace: shapes \(shape) and \(other.shape) differ")
         data.withUnsafeMutableBufferPointer { o in
-            other.data.withUnsafeBufferPointer { q in for i in 0 ..< o.count { o[i] += q[i] } }
+            other.data.withUnsafeBufferPointer { q in sana_add(o.baseAddress, q.baseAddress, Int64(o.count)) }
         }
     }
 }

@@ -1,3 +1,4 @@
+import CSanaKernels
 import SanaFormat
 
 // Follows diffusers/models/autoencoders/autoencoder_dc.py `DCUpBlock2d`: ×2 upsampling either by nearest
@@ -24,20 +25,12 @@ struct DCUpBlock2d: Sendable {
     func callAsFunction(_ x: Tensor) -> Tensor {
         var out = interpolate ? x.conv2d(conv.linear, kernel: conv.kernel, padding: conv.kernel / 2, upsample: 2) : conv(x).pixelShuffled2x()
         if shortcut {
-            // repeat_interleave(repeats) then pixel_shuffle: output channel c at sub-position (i, j) reads
-            // shuffled channel c·4 + i·2 + j, which is input channel (c·4 + i·2 + j) / repeats.
-            let repeats = outChannels * 4 / inChannels
-            let (b, h, w, cin, cout) = (x.shape[0], x.shape[1], x.shape[2], inChannels, outChannels)
+            // repeat_interleave(4·out / in) then pixel_shuffle(2), added to the conv output (threaded C).
+            let (b, h, w) = (x.shape[0], x.shape[1], x.shape[2])
             out.data.withUnsafeMutableBufferPointer { o in
                 x.data.withUnsafeBufferPointer { s in
-                    for n in 0 ..< b { for y in 0 ..< h { for xx in 0 ..< w {
-                        let src = ((n * h + y) * w + xx) * cin
-                        for i in 0 ..< 2 { for j in 0 ..< 2 {
-                            // out: [B, 2H, 2W, out]
-                            let dst = ((n * 2 * h + 2 * y + i) * 2 * w + 2 * xx + j) * cout
-                            for c in 0 ..< cout { o[dst + c] += s[src + (c * 4 + i * 2 + j) / repeats] }
-                        } }
-                    } } }
+                    sana_add_shuffled_repeat(o.baseAddress, s.baseAddress, Int64(b), Int64(h), Int64(w),
+                                             Int64(inChannels), Int64(outChannels))
                 }
             }
         }

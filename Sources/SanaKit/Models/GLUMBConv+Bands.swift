@@ -1,3 +1,5 @@
+import CSanaKernels
+
 // GLUMBConv (Layers/GLUMBConv.swift, diffusers sana_transformer.py `GLUMBConv`) run over a feature map a band of
 // rows at a time. The layer widens C channels to 2·hidden = 8·C for the DC-AE, so the whole-frame version holds
 // several 8·C maps at once; here only one band's are live, plus the input and the output. Same arithmetic per
@@ -21,11 +23,7 @@ extension GLUMBConv {
             // GLU: torch.chunk(2, dim=1) on NCHW → first half · silu(second half), channels-last [rows, hidden]
             var gated = [Float](repeating: 0, count: t.rows * hidden)
             t.data.withUnsafeBufferPointer { s in
-                gated.withUnsafeMutableBufferPointer { g in
-                    for r in 0 ..< t.rows { for j in 0 ..< hidden {
-                        g[r * hidden + j] = s[r * wide + j] * Activation.silu(s[r * wide + hidden + j])
-                    } }
-                }
+                gated.withUnsafeMutableBufferPointer { g in sana_glu_silu(s.baseAddress, Int64(t.rows), Int64(hidden), g.baseAddress) }
             }
             t = Tensor(zeros: [0])
             var y = convPoint.apply(Tensor(shape: [b, band.count, w, hidden], data: gated))

@@ -3,61 +3,55 @@ import CSanaKernels
 extension Tensor {
     /// 2-D convolution of a channels-last feature map [B, H, W, Cin] with a Linear whose weight has the reference
     /// shape [Cout, Cin, kh, kw] (matrix [Cout, Cin·kh·kw]), stride `stride`, zero padding `padding`.
-    /// im2col gathers each output pixel's patch in the weight's (cin, ky, kx) order, then one matrix product per
-    /// band of output rows: the patch matrix is Cin·k² times larger than the input, so it is built for at most
-    /// `im2colBandFloats` values at a time (at 1024² × 128 channels the full matrix would be 4.7 GB).
     /// `upsample` > 1 convolves the nearest-neighbour upsampled input (F.interpolate(mode="nearest")) without
     /// building it: the gather reads upsampled pixel (y, x) from (y / upsample, x / upsample).
+    /// Weights on the C kernels (int8, int4, bf16 where the CPU has it): sana_conv2d gathers each output pixel's
+    /// patch straight into the kernels' quantized / bf16 activation panels, so the f32 patch matrix (Cin·k² times
+    /// the input) never exists. Float weights on OpenBLAS: a band of output rows at a time is im2col'ed (threaded
+    /// C, sana_im2col_rows, at most `im2colBandFloats` values) and multiplied.
     public func conv2d(_ conv: Linear, kernel: Int, padding: Int, stride: Int = 1, upsample: Int = 1) -> Tensor {
         precondition(rank == 4, "conv2d: input must be [B, H, W, C], got \(shape)")
-        let (b, sh, sw, cin) = (shape[0], shape[1], shape[2], shape[3])
-        let (h, w) = (sh * upsample, sw * upsample)  // the (virtual) input grid
+        let (b, cin) = (shape[0], shape[3])
         if kernel == 1 && padding == 0 && stride == 1 && upsample == 1 { return conv.apply(self) }
         precondition(conv.inFeatures == cin * kernel * kernel, "conv2d \(conv.weight.name): weight K \(conv.inFeatures) ≠ \(cin)·\(kernel)²")
-        let oh = (h + 2 * padding - kernel) / stride + 1, ow = (w + 2 * padding - kernel) / stride + 1
+        var geometry = sana_conv_shape(b: Int64(b), h: Int64(shape[1]), w: Int64(shape[2]), c: Int64(cin), kernel: Int32(kernel),
+                                       stride: Int32(stride), pad: Int32(padding), upsample: Int32(upsample))
+        let oh = Int(sana_conv_out_height(&geometry)), ow = Int(sana_conv_out_width(&geometry))
+        precondition(oh > 0 && ow > 0, "conv2d: empty output for input \(shape), kernel \(kernel), stride \(stride)")
         let kk = cin * kernel * kernel, cout = conv.outFeatures
-        let bandRows = Swift.max(1, Swift.min(oh, Tensor.im2colBandFloats / Swift.max(ow * kk, 1)))
-        var out = [Float](repeating: 0, count: b * oh * ow * cout)
-        for n in 0 ..< b {
-            for y0 in Swift.stride(from: 0, to: oh, by: bandRows) {
-                let rowsHere = Swift.min(bandRows, oh - y0)
-                // cols: [rowsHere, ow, Cin·kh·kw] for output rows y0 ..< y0 + rowsHere of image n
-                var cols = [Float](repeating: 0, count: rowsHere * ow * kk)
-                data.withUnsafeBufferPointer { src in
-                    cols.withUnsafeMutableBufferPointer { dst in
-                        for r in 0 ..< rowsHere {
-                            let oy = y0 + r
-                            for ox in 0 ..< ow {
-                                let base = (r * ow + ox) * kk
-                                for ky in 0 ..< kernel {
-                                    let iy = oy * stride + ky - padding
-                                    if iy < 0 || iy >= h { continue }
-                                    for kx in 0 ..< kernel {
-                                        let ix = ox * stride + kx - padding
-                                        if ix < 0 || ix >= w { continue }
-                                        let s = ((n * sh + iy / upsample) * sw + ix / upsample) * cin
-                                        let t = base + ky * kernel + kx
-                                        for c in 0 ..< cin { dst[t + c * kernel * kernel] = src[s + c] }
-                                    }
-                                }
-                            }
+        // out [B, oh, ow, Cout]: every element is written below, so it is not zero-filled first (the first touch
+        // of a 0.5 GB map then happens in the kernels' threads).
+        let out = [Float](unsafeUninitializedCapacity: b * oh * ow * cout) { o, initialized in
+            data.withUnsafeBufferPointer { src in
+                if conv.runsOnKernels {
+                    conv.weight.bytes.withUnsafeBytes { wp in
+                        conv.bias.withUnsafeBufferPointerOrNil { bp in
+                            sana_conv2d(src.baseAddress, &geometry, conv.weight.type.rawValue, wp.baseAddress, Int64(cout), bp, o.baseAddress)
+                        }
+                    }
+                } else {
+                    // Bands of output rows (row index n·oh + oy): cols [rows·ow, Cin·k²] → y [rows·ow, Cout].
+                    let bandRows = Swift.max(1, Swift.min(b * oh, Tensor.im2colBandFloats / Swift.max(ow * kk, 1)))
+                    var cols = [Float](repeating: 0, count: bandRows * ow * kk)
+                    for r0 in Swift.stride(from: 0, to: b * oh, by: bandRows) {
+                        let rows = Swift.min(bandRows, b * oh - r0)
+                        cols.withUnsafeMutableBufferPointer { c in
+                            sana_im2col_rows(src.baseAddress, &geometry, Int64(r0), Int64(rows), c.baseAddress)
+                        }
+                        let band = rows == bandRows ? cols : Array(cols[0 ..< rows * ow * kk])
+                        let y = conv.apply(Tensor(shape: [rows * ow, kk], data: band))
+                        y.data.withUnsafeBufferPointer { s in
+                            if let to = o.baseAddress, let from = s.baseAddress { (to + r0 * ow * cout).update(from: from, count: s.count) }
                         }
                     }
                 }
-                let y = conv.apply(Tensor(shape: [rowsHere * ow, kk], data: cols))
-                cols = []
-                let offset = (n * oh + y0) * ow * cout
-                out.withUnsafeMutableBufferPointer { o in
-                    y.data.withUnsafeBufferPointer { s in
-                        for i in 0 ..< s.count { o[offset + i] = s[i] }
-                    }
-                }
             }
+            initialized = b * oh * ow * cout
         }
         return Tensor(shape: [b, oh, ow, cout], data: out)
     }
 
-    /// Upper bound on the im2col patch matrix of one band in conv2d (floats): 8 M = 32 MB.
+    /// Upper bound on the im2col patch matrix of one band in conv2d's float path (floats): 8 M = 32 MB.
     public static let im2colBandFloats = 8 << 20
 
     /// Depthwise k×k convolution (groups = channels) of [B, H, W, C] with weight [C, 1, k, k] and bias [C],
