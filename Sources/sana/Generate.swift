@@ -29,10 +29,6 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Do not prepend the complex human instruction to the prompt.") var noChi = false
     @Option(name: .long, help: "Perturbed-attention guidance scale (not implemented yet).") var pagScale: Double?
 
-    /// The autoencoder factor of every released Sana model (DC-AE f32c32); the bundle's own value is checked again
-    /// once it is read.
-    static let provisionalVaeScaleFactor = 32
-
     func validate() throws {
         guard (prompt == nil) != (promptsFile == nil) else {
             throw ValidationError("give exactly one of --prompt and --prompts-file")
@@ -48,28 +44,43 @@ struct Generate: ParsableCommand {
             do { return try Memory.parseSize(text) } catch { throw ValidationError("--memory-budget: \(error)") }
         }
         let jobs = try makeJobs()
-        // Every request is validated before anything loads.
+        // What needs no bundle is checked first; sizes against the autoencoder factor and latents against the
+        // model once the bundle's header is read (still before any weights load).
         for job in jobs {
-            try job.request.validate(vaeScaleFactor: Self.provisionalVaeScaleFactor,
-                                     latentChannels: job.request.latents?.shape[1] ?? 32)
+            var settings = job.request
+            settings.latents = nil
+            try settings.validate(vaeScaleFactor: 1, latentChannels: 1)
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), !isDirectory.boolValue,
               FileManager.default.isReadableFile(atPath: model) else {
             throw GenerateError("--model \(model): no such readable bundle file")
         }
-        let wiring = try ModelWiring.load(bundle: model, memoryBudget: budget, threads: threads)
-        let pipeline = SanaPipeline(config: wiring.config, components: wiring.components, dumpDirectory: dump)
-        for job in jobs { try pipeline.validate(job.request) }
-        for job in jobs {
-            let bar = ProgressBar()
-            let result = try pipeline.generate(job.request, progress: bar.update)
-            bar.finish()
-            try PNGWriter.write(result.image, to: job.output, text: metadata(job.request, result))
-            let stages = PipelineStage.allCases.map { "\($0.rawValue) \(String(format: "%.1f", result.seconds[$0] ?? 0))s" }
-            print("\(job.output): \(job.request.width)x\(job.request.height), seed \(result.seed), \(result.scheduler) × "
-                + "\(job.request.steps) | \(stages.joined(separator: ", ")) | peak RSS \(Memory.format(Memory.peakResidentBytes))")
+        let pipeline: SanaPipeline
+        do {
+            pipeline = try SanaPipeline(bundlePath: model, memoryBudget: budget, threads: threads, dumpDirectory: dump)
+        } catch let e as BundleError {
+            throw GenerateError("--model: \(e)")
         }
+        // Every request is checked against the bundle (sizes, schedule, memory budget) before any weights load.
+        for job in jobs { try pipeline.validate(job.request) }
+        let bar = ProgressBar()
+        try pipeline.generate(jobs.map(\.request), progress: bar.update) { i, result in
+            bar.finish()
+            let job = jobs[i]
+            try PNGWriter.write(result.image, to: job.output, text: metadata(job.request, result))
+            print(summary(job, result))
+        }
+    }
+
+    /// "out.png: 96x64, seed 7, dpm-solver × 4 | encode prompt 0.1s, denoise 0.3s, decode 0.1s | peak RSS 21.3 MiB"
+    func summary(_ job: Job, _ result: GenerationResult) -> String {
+        let stages = PipelineStage.allCases.map { stage -> String in
+            let shared = stage == .encode && result.encodeShared > 1 ? " (\(result.encodeShared) prompts together)" : ""
+            return "\(stage.rawValue) \(String(format: "%.2f", result.seconds[stage] ?? 0))s\(shared)"
+        }
+        return "\(job.output): \(job.request.width)x\(job.request.height), seed \(result.seed), \(result.scheduler) × "
+            + "\(job.request.steps) | \(stages.joined(separator: ", ")) | peak RSS \(Memory.format(Memory.peakResidentBytes))"
     }
 
     func metadata(_ r: GenerationRequest, _ result: GenerationResult) -> [(key: String, value: String)] {
@@ -114,16 +125,6 @@ struct Generate: ParsableCommand {
 struct GenerateError: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-/// Where the real components are connected to the bundle. Until the bundle reader and the three networks are wired
-/// in, this reports that they are unavailable (after all input has been validated).
-enum ModelWiring {
-    static func load(bundle: String, memoryBudget: Int?, threads: Int?) throws -> (config: PipelineConfig, components: PipelineComponents) {
-        throw GenerationError.componentsUnavailable(
-            "\(bundle): model components not yet available in this build (text encoder, transformer and decoder are not wired "
-                + "to the bundle reader yet); all arguments are valid, no image was written")
-    }
 }
 
 /// `--prompts-file`: .txt (one prompt a line, blank lines skipped) or .json (a list of objects).
@@ -199,20 +200,26 @@ final class ProgressBar {
     private let enabled = isatty(STDERR_FILENO) != 0
     private var stageStart = Date()
     private var stage: PipelineStage?
+    private var item = -1
+    private var pending = false
 
     func update(_ p: PipelineProgress) {
         guard enabled else { return }
-        if p.stage != stage { stage = p.stage; stageStart = Date() }
+        if p.stage != stage || p.item != item { (stage, item, stageStart) = (p.stage, p.item, Date()) }
+        pending = true
         let width = 30, filled = p.total > 0 ? width * p.step / p.total : 0
         let elapsed = Date().timeIntervalSince(stageStart)
         let eta = p.step > 0 ? elapsed / Double(p.step) * Double(p.total - p.step) : 0
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = "\r\(p.stage.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(bar) \(p.step)/\(p.total)"
+        let which = p.items > 1 ? "[\(p.item + 1)/\(p.items)] " : ""
+        let line = "\r\(which)\(p.stage.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) \(bar) \(p.step)/\(p.total)"
             + (p.step > 0 && p.step < p.total ? String(format: "  ETA %.0fs", eta) : "") + "   "
         FileHandle.standardError.write(Data(line.utf8))
     }
 
+    /// Ends the current line (before other output).
     func finish() {
-        if enabled { FileHandle.standardError.write(Data("\n".utf8)) }
+        if enabled, pending { FileHandle.standardError.write(Data("\n".utf8)) }
+        pending = false
     }
 }

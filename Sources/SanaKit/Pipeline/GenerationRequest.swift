@@ -7,6 +7,8 @@ public enum GenerationError: Error, CustomStringConvertible, Equatable {
     case componentFailed(String)
     case componentsUnavailable(String)
     case dumpFailed(path: String, reason: String)
+    /// The budget cannot hold `stage` even with the smallest plan (one block resident, the finest decoder tiling).
+    case memoryBudget(stage: PipelineStage, needed: Int, budget: Int, detail: String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,10 @@ public enum GenerationError: Error, CustomStringConvertible, Equatable {
         case let .componentFailed(r): return "pipeline component failed: \(r)"
         case let .componentsUnavailable(r): return r
         case let .dumpFailed(p, r): return "\(p): cannot write debug tensor: \(r)"
+        case let .memoryBudget(stage, needed, budget, detail):
+            return "memory budget \(Memory.format(budget)) is too small: the \(stage.rawValue) stage needs at least "
+                + "\(Memory.format(needed)) (\(detail)); nothing was run. Raise --memory-budget to at least "
+                + "\(Memory.format(needed)) or lower the image size"
         }
     }
 }

@@ -84,11 +84,14 @@ public enum PipelineStage: String, Sendable, CaseIterable {
     case encode = "encode prompt", denoise = "denoise", decode = "decode"
 }
 
-/// Progress report: `step` of `total` finished in `stage` (encode and decode report 0/1 then 1/1).
+/// Progress report: `step` of `total` finished in `stage` (encode and decode report 0/1 then 1/1) for request `item`
+/// of `items` (a batch runs each stage for every request before the next stage loads).
 public struct PipelineProgress: Sendable {
     public var stage: PipelineStage
     public var step: Int
     public var total: Int
+    public var item: Int = 0
+    public var items: Int = 1
 }
 
 public struct GenerationResult: Sendable {
@@ -98,17 +101,29 @@ public struct GenerationResult: Sendable {
     public var finalLatents: Tensor
     public var seed: UInt64
     public var scheduler: String
-    /// Wall-clock seconds per stage.
+    /// Wall-clock seconds per stage. The encode stage runs once for all requests of a batch with the same prompt
+    /// settings; its time is that shared run's (see `encodeShared`).
     public var seconds: [PipelineStage: Double]
+    /// How many requests shared the encode run timed in `seconds[.encode]`.
+    public var encodeShared: Int = 1
+}
+
+/// A memory budget check: called for every request before any weights load (see SanaPipeline+Bundle.swift).
+public protocol MemoryPlanning: Sendable {
+    /// Throws `GenerationError.memoryBudget` naming the first stage that cannot fit.
+    func check(_ request: GenerationRequest, config: PipelineConfig) throws
 }
 
 public struct SanaPipeline {
     public let config: PipelineConfig
     public let components: PipelineComponents
-    /// `--dump DIR`: float32 .npy debug taps (see DESIGN.md); nil writes nothing.
+    /// `--dump DIR`: float32 .npy debug taps (see DESIGN.md); nil writes nothing. A batch of several requests writes
+    /// request i's taps to DIR/<i + 1, 3 digits>/.
     public var dumpDirectory: String?
     /// Which torch normal kernel to reproduce for the initial noise (torch's choice on this architecture).
     public var noiseKernel: TorchNormalKernel = .host
+    /// Refuses requests that cannot fit the memory budget (nil: no budget).
+    public var memoryPlanner: (any MemoryPlanning)?
 
     public init(config: PipelineConfig, components: PipelineComponents, dumpDirectory: String? = nil) {
         self.config = config
@@ -121,7 +136,8 @@ public struct SanaPipeline {
         try SchedulerFactory.make(configJSON: config.schedulerConfigJSON, override: request.scheduler)
     }
 
-    /// Checks everything that can be checked without weights: the request, the configuration, the schedule.
+    /// Checks everything that can be checked without weights: the request, the configuration, the schedule, and
+    /// (with a memory planner) that every stage fits the budget.
     public func validate(_ request: GenerationRequest) throws {
         guard config.latentChannels >= 1, config.vaeScaleFactor >= 1,
               config.transformerOutChannels == config.latentChannels || config.transformerOutChannels == 2 * config.latentChannels
@@ -135,41 +151,124 @@ public struct SanaPipeline {
         try request.validate(vaeScaleFactor: config.vaeScaleFactor, latentChannels: config.latentChannels)
         var s = try scheduler(for: request)
         try s.setTimesteps(request.steps)
+        try memoryPlanner?.check(request, config: config)
     }
 
     public func generate(_ request: GenerationRequest, progress: (PipelineProgress) -> Void = { _ in }) throws -> GenerationResult {
-        try validate(request)
-        let taps = DebugTaps(directory: dumpDirectory)
-        try taps.prepare()
-        var seconds: [PipelineStage: Double] = [:]
-        func timed<T>(_ stage: PipelineStage, _ body: () throws -> T) rethrows -> T {
+        var result: GenerationResult?
+        try generate([request], progress: progress) { _, r in result = r }
+        guard let result else { throw GenerationError.componentFailed("no result") }
+        return result
+    }
+
+    /// Runs several requests stage by stage: each network is loaded once for the whole batch and released before the
+    /// next one loads (prompts are encoded together, then every request is denoised, then every one decoded).
+    /// `completion(i, result)` is called as soon as request i's image is decoded (write it there: results are not kept).
+    public func generate(_ requests: [GenerationRequest], progress: (PipelineProgress) -> Void = { _ in },
+                         completion: (Int, GenerationResult) throws -> Void) throws {
+        for r in requests { try validate(r) }
+        let n = requests.count
+        let taps = requests.indices.map { i in
+            DebugTaps(directory: dumpDirectory.map { n == 1 ? $0 : ($0 as NSString).appendingPathComponent(String(format: "%03d", i + 1)) })
+        }
+        for t in taps { try t.prepare() }
+        var seconds = [[PipelineStage: Double]](repeating: [:], count: n)
+        var shared = [Int](repeating: 1, count: n)
+        func timed<T>(_ stage: PipelineStage, _ items: [Int], _ body: () throws -> T) rethrows -> T {
             let start = Date()
-            defer { seconds[stage, default: 0] += Date().timeIntervalSince(start) }
+            defer { for i in items { seconds[i][stage, default: 0] += Date().timeIntervalSince(start) } }
             return try body()
         }
-        // do_classifier_free_guidance = guidance_scale > 1; the batch is then [negative, positive].
-        let cfg = request.guidanceScale > 1
-
-        // 1. Prompt embeddings (the encoder is released at the end of the closure).
-        progress(PipelineProgress(stage: .encode, step: 0, total: 1))
-        let (embeds, mask) = try timed(.encode) { () throws -> (Tensor, Tensor) in
-            let encoder = try components.textEncoder()
-            let out = try encoder.encode(prompts: [request.prompt], negativePrompts: cfg ? [request.negativePrompt] : nil,
-                                         maxSequenceLength: request.maxSequenceLength,
-                                         complexHumanInstruction: request.complexHumanInstruction)
-            guard cfg else { return (out.positive.embeds, out.positive.mask) }
-            guard let negative = out.negative else { throw GenerationError.componentFailed("text encoder returned no negative embeddings") }
-            return (try concatBatch(negative.embeds, out.positive.embeds), try concatBatch(negative.mask, out.positive.mask))
+        func report(_ stage: PipelineStage, _ step: Int, _ total: Int, _ item: Int) {
+            progress(PipelineProgress(stage: stage, step: step, total: total, item: item, items: n))
         }
-        let batch = cfg ? 2 : 1
+
+        // 1. Prompt embeddings. Requests with the same prompt settings are encoded in one pass (each Gemma layer read
+        // once); the encoder is released at the end of the closure.
+        var conditioning = [(embeds: Tensor, mask: Tensor)?](repeating: nil, count: n)
+        do {  // the network loaded here is released when this scope ends
+            report(.encode, 0, 1, 0)
+            let encoder = try timed(.encode, Array(0 ..< n)) { try components.textEncoder() }
+            // do_classifier_free_guidance = guidance_scale > 1; the batch is then [negative, positive].
+            struct Key: Hashable { let msl: Int, chi: Bool, cfg: Bool }
+            var groups: [Key: [Int]] = [:], order: [Key] = []
+            for (i, r) in requests.enumerated() {
+                let k = Key(msl: r.maxSequenceLength, chi: r.complexHumanInstruction, cfg: r.guidanceScale > 1)
+                if groups[k] == nil { order.append(k) }
+                groups[k, default: []].append(i)
+            }
+            for key in order {
+                let items = groups[key] ?? []
+                for i in items { shared[i] = items.count }
+                let out = try timed(.encode, items) {
+                    try encoder.encode(prompts: items.map { requests[$0].prompt },
+                                       negativePrompts: key.cfg ? items.map { requests[$0].negativePrompt } : nil,
+                                       maxSequenceLength: key.msl, complexHumanInstruction: key.chi)
+                }
+                for (k, i) in items.enumerated() {
+                    let pos = try batchItem(out.positive, k, of: items.count)
+                    guard key.cfg else { conditioning[i] = pos; continue }
+                    guard let negative = out.negative else { throw GenerationError.componentFailed("text encoder returned no negative embeddings") }
+                    let neg = try batchItem(negative, k, of: items.count)
+                    conditioning[i] = (try concatBatch(neg.embeds, pos.embeds), try concatBatch(neg.mask, pos.mask))
+                }
+            }
+            report(.encode, 1, 1, n - 1)
+        }
+        for i in 0 ..< n {
+            guard let c = conditioning[i] else { throw GenerationError.componentFailed("prompt \(i + 1) was not encoded") }
+            try taps[i].write("prompt_embeds", c.embeds)
+            try taps[i].write("prompt_attention_mask", c.mask)
+        }
+
+        // 2.–3. Initial latents and the denoising loop of each request (the transformer is released at the end).
+        var finals = [(latents: Tensor, scheduler: String)?](repeating: nil, count: n)
+        do {  // the network loaded here is released when this scope ends
+            let transformer = try timed(.denoise, Array(0 ..< n)) { try components.transformer() }
+            for (i, request) in requests.enumerated() {
+                guard let c = conditioning[i] else { continue }
+                finals[i] = try timed(.denoise, [i]) {
+                    try denoise(request, embeds: c.embeds, mask: c.mask, transformer: transformer, taps: taps[i]) { step, total in
+                        report(.denoise, step, total, i)
+                    }
+                }
+                conditioning[i] = nil
+            }
+        }
+
+        // 4. Decode latents / scaling_factor (float32 division) and convert as the image processor does.
+        do {  // the network loaded here is released when this scope ends
+            let decoder = try timed(.decode, Array(0 ..< n)) { try components.decoder() }
+            for (i, request) in requests.enumerated() {
+                guard let final = finals[i] else { continue }
+                report(.decode, 0, 1, i)
+                let unit = try timed(.decode, [i]) { () throws -> Tensor in
+                    let scaling = Float(config.scalingFactor)
+                    let image = try decoder.decode(latents: Tensor(shape: final.latents.shape, data: final.latents.data.map { $0 / scaling }))
+                    let expected = [1, 3, request.height, request.width]
+                    guard image.shape == expected else {
+                        throw GenerationError.componentFailed("decoder returned \(image.shape), expected \(expected)")
+                    }
+                    return try RGB8Image.unitRange(image.reshaped(Array(expected.dropFirst())))
+                }
+                try taps[i].write("image", unit)
+                report(.decode, 1, 1, i)
+                finals[i] = nil
+                try completion(i, GenerationResult(image: try RGB8Image(unitRange: unit), unitImage: unit,
+                                                   finalLatents: final.latents, seed: request.seed,
+                                                   scheduler: final.scheduler, seconds: seconds[i], encodeShared: shared[i]))
+            }
+        }
+    }
+
+    /// Timesteps, initial latents [1, C, H/f, W/f] (prepare_latents: randn, not scaled by init_noise_sigma) and the
+    /// sampling loop of one request. Returns the final latents and the scheduler's name.
+    func denoise(_ request: GenerationRequest, embeds: Tensor, mask: Tensor, transformer: any DenoisingModel,
+                 taps: DebugTaps, progress: (Int, Int) -> Void) throws -> (latents: Tensor, scheduler: String) {
+        let cfg = request.guidanceScale > 1, batch = cfg ? 2 : 1
         guard embeds.rank == 3, embeds.shape[0] == batch, mask.shape == Array(embeds.shape.prefix(2)) else {
             throw GenerationError.componentFailed("text encoder returned embeddings \(embeds.shape) and mask \(mask.shape)")
         }
-        try taps.write("prompt_embeds", embeds)
-        try taps.write("prompt_attention_mask", mask)
-        progress(PipelineProgress(stage: .encode, step: 1, total: 1))
-
-        // 2. Timesteps and initial latents [1, C, H/f, W/f] (prepare_latents: randn, not scaled by init_noise_sigma).
         var scheduler = try scheduler(for: request)
         try scheduler.setTimesteps(request.steps)
         let latentShape = request.latentShape(vaeScaleFactor: config.vaeScaleFactor, latentChannels: config.latentChannels)
@@ -182,58 +281,47 @@ public struct SanaPipeline {
         }
         try taps.write("latents_initial", latents)
 
-        // 3. Denoising loop (the transformer is released at the end of the closure).
         let guidance = Float(request.guidanceScale), timestepScale = Float(config.timestepScale)
         let learnedSigma = config.transformerOutChannels / 2 == config.latentChannels
         let total = scheduler.timesteps.count
-        progress(PipelineProgress(stage: .denoise, step: 0, total: total))
-        try timed(.denoise) {
-            let transformer = try components.transformer()
-            for (i, t) in scheduler.timesteps.enumerated() {
-                // latent_model_input = cat([latents] * 2); timestep = t.expand(B) * timestep_scale (float32).
-                let input = cfg ? try concatBatch(latents, latents) : latents
-                let timestep = [Float](repeating: t * timestepScale, count: batch)
-                var noise = try transformer.forward(latents: input, timestep: timestep, encoderHiddenStates: embeds,
-                                                    encoderMask: mask)
-                let expected = [batch, config.transformerOutChannels] + Array(latentShape.dropFirst(2))
-                guard noise.shape == expected else {
-                    throw GenerationError.componentFailed("transformer returned \(noise.shape), expected \(expected)")
-                }
-                if cfg {
-                    // noise_pred_uncond + guidance_scale · (noise_pred_text − noise_pred_uncond), each op in float32.
-                    let half = noise.count / 2
-                    noise = Tensor(shape: [1] + Array(noise.shape.dropFirst()), data: (0 ..< half).map { k in
-                        let u = noise.data[k], c = noise.data[half + k]
-                        return u + guidance * (c - u)
-                    })
-                }
-                if learnedSigma {
-                    // noise_pred.chunk(2, dim=1)[0]: the first half of the channels of [1, 2C, h, w].
-                    noise = Tensor(shape: latentShape, data: Array(noise.data.prefix(latents.count)))
-                }
-                latents = try scheduler.step(modelOutput: noise, index: i, sample: latents)
-                try taps.write("latents_\(i)", latents)
-                progress(PipelineProgress(stage: .denoise, step: i + 1, total: total))
+        progress(0, total)
+        for (i, t) in scheduler.timesteps.enumerated() {
+            // latent_model_input = cat([latents] * 2); timestep = t.expand(B) * timestep_scale (float32).
+            let input = cfg ? try concatBatch(latents, latents) : latents
+            let timestep = [Float](repeating: t * timestepScale, count: batch)
+            var noise = try transformer.forward(latents: input, timestep: timestep, encoderHiddenStates: embeds, encoderMask: mask)
+            let expected = [batch, config.transformerOutChannels] + Array(latentShape.dropFirst(2))
+            guard noise.shape == expected else {
+                throw GenerationError.componentFailed("transformer returned \(noise.shape), expected \(expected)")
             }
-        }
-
-        // 4. Decode latents / scaling_factor (float32 division) and convert as the image processor does.
-        progress(PipelineProgress(stage: .decode, step: 0, total: 1))
-        let unit = try timed(.decode) { () throws -> Tensor in
-            let decoder = try components.decoder()
-            let scaling = Float(config.scalingFactor)
-            let image = try decoder.decode(latents: Tensor(shape: latents.shape, data: latents.data.map { $0 / scaling }))
-            let expected = [1, 3, request.height, request.width]
-            guard image.shape == expected else {
-                throw GenerationError.componentFailed("decoder returned \(image.shape), expected \(expected)")
+            if cfg {
+                // noise_pred_uncond + guidance_scale · (noise_pred_text − noise_pred_uncond), each op in float32.
+                let half = noise.count / 2
+                noise = Tensor(shape: [1] + Array(noise.shape.dropFirst()), data: (0 ..< half).map { k in
+                    let u = noise.data[k], c = noise.data[half + k]
+                    return u + guidance * (c - u)
+                })
             }
-            return try RGB8Image.unitRange(image.reshaped(Array(expected.dropFirst())))
+            if learnedSigma {
+                // noise_pred.chunk(2, dim=1)[0]: the first half of the channels of [1, 2C, h, w].
+                noise = Tensor(shape: latentShape, data: Array(noise.data.prefix(latents.count)))
+            }
+            latents = try scheduler.step(modelOutput: noise, index: i, sample: latents)
+            try taps.write("latents_\(i)", latents)
+            progress(i + 1, total)
         }
-        try taps.write("image", unit)
-        progress(PipelineProgress(stage: .decode, step: 1, total: 1))
-        return GenerationResult(image: try RGB8Image(unitRange: unit), unitImage: unit, finalLatents: latents,
-                                seed: request.seed, scheduler: scheduler.name, seconds: seconds)
+        return (latents, scheduler.name)
     }
+}
+
+/// Item `k` of a batch of `count` prompt embeddings ([count, L, C] and [count, L] → [1, L, C] and [1, L]).
+func batchItem(_ e: PromptEmbeddings, _ k: Int, of count: Int) throws -> (embeds: Tensor, mask: Tensor) {
+    guard e.embeds.rank == 3, e.embeds.shape[0] == count, e.mask.shape == Array(e.embeds.shape.prefix(2)) else {
+        throw GenerationError.componentFailed("text encoder returned embeddings \(e.embeds.shape) and mask \(e.mask.shape) for \(count) prompts")
+    }
+    let l = e.embeds.shape[1], c = e.embeds.shape[2]
+    return (Tensor(shape: [1, l, c], data: Array(e.embeds.data[k * l * c ..< (k + 1) * l * c])),
+            Tensor(shape: [1, l], data: Array(e.mask.data[k * l ..< (k + 1) * l])))
 }
 
 /// Concatenates two tensors along the batch (first) dimension.
