@@ -1,85 +1,92 @@
 #!/usr/bin/env python3
-"""One DiT forward step (the CFG pair, B = 2, caption length 300) of a released configuration on random weights:
-SanaEdge per storage type (each in its own process, via the opt-in SanaTransformerBenchTests, so peak RSS is that
-type's) and PyTorch diffusers in float32 and bfloat16 with 2 threads, in the same run. Prints a markdown table.
+"""One Linear DiT forward step (the classifier-free-guidance pair as one batch, B = 2; caption length 300 with 120
+tokens kept) of a released configuration on random weights: SanaEdge (`sana bench dit`, one process per storage
+type) and PyTorch diffusers (float32 and bfloat16, torch.set_num_threads(2), one process per dtype) on the same
+configuration and shapes, one process after the other, in the same run. Peak RSS of every case is its own process's
+ru_maxrss (wait4). Prints one JSON line per case, then a markdown table. Run from the repository root after
+`swift build -c release`:
 
-    ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_dit.py --config models/configs/dit_sana_600m_512px.json \
-        --size 512 --types f32,int8,int4
+    ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_dit.py --config models/configs/dit_sana_1600m_1024px.json \\
+        --size 1024 --types int8,int4,f32 --torch float32,bfloat16
 """
 import argparse
 import json
 import os
-import re
-import resource
-import subprocess
 import sys
 import time
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def swift_step(config: str, size: int, storage: str, prefetch: bool) -> dict:
-    env = dict(os.environ, SANA_BENCH_DIT_CONFIG=os.path.abspath(config), SANA_BENCH_DIT_TYPE=storage,
-               SANA_BENCH_DIT_SIZE=str(size), SANA_BENCH_DIT_PREFETCH="1" if prefetch else "0")
-    out = subprocess.run(["swift", "test", "-c", "release", "-Xswiftc", "-enable-testing",
-                          "--filter", "SanaTransformerBenchTests"], cwd=ROOT, env=env, capture_output=True, text=True)
-    m = re.search(r"BENCH dit (.*)", out.stdout)
-    if not m:
-        sys.exit(f"swift bench failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return dict(kv.split("=", 1) for kv in m.group(1).split())
+def torch_case(config, size, dtype, caption, keep, warmup):
+    """Runs in the child: builds the model from its config with diffusers' random init (no download), one step."""
+    import torch
+    from diffusers import SanaTransformer2DModel
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    with open(config) as f:
+        cfg = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    dt = getattr(torch, dtype)
+    model = SanaTransformer2DModel(**cfg).to(dt).eval()
+    side = size // 32
+    x = torch.randn(2, cfg["in_channels"], side, side, dtype=dt)
+    text = torch.randn(2, caption, cfg["caption_channels"], dtype=dt)
+    mask = torch.zeros(2, caption)
+    mask[:, :keep] = 1
+    g = torch.full((2,), 0.45, dtype=dt) if cfg.get("guidance_embeds") else None
+    t = torch.full((2,), 999.0, dtype=dt)
+    times = []
+    with torch.no_grad():
+        for _ in range(warmup + 1):
+            t0 = time.time()
+            out = model(x, encoder_hidden_states=text, timestep=t, guidance=g, encoder_attention_mask=mask).sample
+            times.append(time.time() - t0)
+    print(json.dumps({"impl": "pytorch", "weights": dtype, "size": size, "threads": torch.get_num_threads(),
+                      "warmup": warmup, "step_s": round(times[-1], 2), "first_step_s": round(times[0], 2),
+                      "peak_rss_mib": benchlib.status_kib("VmHWM") >> 10, "max_abs": float(out.float().abs().max())}))
 
 
-def torch_step(config: str, size: int, dtype: str) -> dict:
-    # A child process per dtype so ru_maxrss is that run's.
-    code = f"""
-import json, resource, time, torch
-from diffusers import SanaTransformer2DModel
-torch.set_num_threads(2)
-cfg = {{k: v for k, v in json.load(open({config!r})).items() if not k.startswith('_')}}
-dtype = getattr(torch, {dtype!r})
-model = SanaTransformer2DModel(**cfg).to(dtype).eval()
-side = {size} // 32
-x = torch.randn(2, cfg['in_channels'], side, side, dtype=dtype)
-text = torch.randn(2, 300, cfg['caption_channels'], dtype=dtype)
-mask = torch.zeros(2, 300); mask[:, :120] = 1
-g = torch.full((2,), 0.45, dtype=dtype) if cfg.get('guidance_embeds') else None
-with torch.no_grad():
-    t0 = time.time()
-    model(x, encoder_hidden_states=text, timestep=torch.full((2,), 999.0), guidance=g, encoder_attention_mask=mask)
-    dt = time.time() - t0
-print(json.dumps(dict(step_seconds=dt, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"torch bench failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def main() -> int:
+def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--types", default="f32,int8,int4")
-    ap.add_argument("--torch", default="float32,bfloat16")
-    ap.add_argument("--prefetch", action="store_true")
+    ap.add_argument("--types", default="int8,int4,f32", help="SanaEdge storage types, comma-separated")
+    ap.add_argument("--torch", default="float32,bfloat16", help="PyTorch dtypes, comma-separated")
+    ap.add_argument("--warmup", type=int, default=0, help="PyTorch warm-up steps before the timed one")
+    ap.add_argument("--prefetch", action="store_true", help="SanaEdge: read the next block while one runs")
+    ap.add_argument("--caption", type=int, default=300)
+    ap.add_argument("--keep", type=int, default=120)
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    config = os.path.abspath(args.config)
+    if args.child:
+        torch_case(config, args.size, args.child[0], args.caption, args.keep, int(args.child[1]))
+        return 0
+    print(f"# {benchlib.machine()}; load average before: {os.getloadavg()}", flush=True)
     rows = []
-    for dtype in [t for t in args.torch.split(",") if t]:
-        r = torch_step(args.config, args.size, dtype)
-        rows.append((f"PyTorch {dtype}", float(r["step_seconds"]), float(r["peak_rss_mb"]), ""))
-        print(rows[-1], file=sys.stderr)
+    sana = os.path.join(ROOT, ".build", "release", "sana")
     for storage in [t for t in args.types.split(",") if t]:
-        r = swift_step(args.config, args.size, storage, args.prefetch)
-        rows.append((f"SanaEdge {storage}", float(r["step_seconds"]), float(r["peak_rss_mb"]),
-                     f"kernels {r['kernels']}"))
-        print(rows[-1], file=sys.stderr)
-    bf16 = next((s for n, s, _, _ in rows if n == "PyTorch bfloat16"), None)
-    print(f"{os.path.basename(args.config)} at {args.size}², B = 2, L = 300, 2 threads")
-    print("| runtime | step (s) | vs PyTorch bf16 | peak RSS (MB) | note |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, s, mb, note in rows:
-        ratio = f"{bf16 / s:.2f}×" if bf16 else "–"
-        print(f"| {name} | {s:.2f} | {ratio} | {mb:.0f} | {note} |")
+        cmd = [sana, "bench", "dit", "--config", config, "--weights", storage, "--size", str(args.size), "--threads", "2",
+               "--caption", str(args.caption), "--keep", str(args.keep)] + (["--prefetch"] if args.prefetch else [])
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    for dtype in [t for t in args.torch.split(",") if t]:
+        cmd = [sys.executable, os.path.abspath(__file__), "--config", config, "--size", str(args.size),
+               "--caption", str(args.caption), "--keep", str(args.keep), "--child", dtype, str(args.warmup)]
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    ref = {r["weights"]: r["step_s"] for r, *_ in rows if r["impl"] == "pytorch"}
+    print(f"\n{os.path.basename(config)} at {args.size}², B = 2, caption {args.caption} ({args.keep} kept), 2 threads")
+    print("| implementation | weights | step s | vs PyTorch bf16 | vs PyTorch f32 | peak RSS MiB | load 1-min before/after |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for r, wall, rss, lb, la in rows:
+        vs = [f"{ref[d] / r['step_s']:.2f}×" if d in ref else "–" for d in ("bfloat16", "float32")]
+        name = "SanaEdge" if r["impl"] == "sanaedge" else "PyTorch (diffusers)"
+        print(f"| {name} | {r['weights']} | {r['step_s']:.2f} | {vs[0]} | {vs[1]} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
     return 0
 
 

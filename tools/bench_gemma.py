@@ -1,101 +1,110 @@
-"""Gemma-2 text encoder benchmark: SanaEdge (per storage type) against PyTorch in the same run.
+#!/usr/bin/env python3
+"""Gemma-2 text encoder: encoding one prompt as SanaPipeline.encode_prompt does, with full-size Gemma-2-2B on random
+weights (models/configs/gemma-2-2b.json), SanaEdge (`sana bench gemma`, one process per storage type) against
+PyTorch (transformers Gemma2Model built from the config with its random init, float32 and bfloat16,
+torch.set_num_threads(2), one process per dtype), one process after the other in the same run.
 
-    ${PYTHON:-.venv-ref/bin/python} tools/bench_gemma.py [--layers 2] [--valid 230] [--length 512]
+The work is encode_prompt's with classifier-free guidance: the complex human instruction + a short prompt, right-padded
+to n_instruction + max_sequence_length − 2, and the empty negative prompt padded to max_sequence_length, two encoder
+forwards. Token ids are synthetic (no real Gemma tokenizer here): --instruction-tokens (<bos> included) and
+--prompt-tokens set the counts. PyTorch runs every padded position, as the pipeline does; SanaEdge runs the valid
+positions (its default; padded rows are never used downstream) and reports three phases: a prompt without the
+prefix cache, building the instruction's cache, a prompt with it. Peak RSS: each process's ru_maxrss (wait4).
 
-Builds a random-weight checkpoint with the released Gemma-2-2B configuration (hidden 2304, 8/4 heads of 256,
-intermediate 9216, 256k vocabulary) but only --layers decoder layers (time and per-layer memory scale with the layer
-count; the full embedding is kept so its row reads are real), in bf16 under $TMPDIR. Then encodes one prompt: `valid`
-real tokens right-padded to `length` (Sana pads the instruction + prompt to n_instruction + 298).
-PyTorch (transformers Gemma2Model, eager, float32 and bfloat16) runs the padded sequence as SanaPipeline does;
-SanaEdge runs valid tokens only (its default) and, for a like-for-like figure, all positions (f32 only).
-Each configuration runs in its own process so peak RSS (VmHWM) is per configuration.
+    ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_gemma.py --types int4,int8,f32 --torch bfloat16,float32
 """
-
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
-import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CONFIG = os.path.join(ROOT, "models", "configs", "gemma-2-2b.json")
 
 
-def make_checkpoint(path, layers):
+def torch_case(dtype, instruction, prompt, msl, warmup):
+    """Runs in the child: Gemma2Model from the config with transformers' random init (no download), eager attention
+    (Gemma-2's only exact one: sdpa cannot soft-cap), then encode_prompt's two forwards."""
     import torch
-    from safetensors.torch import save_file
-    from transformers import Gemma2Config
+    from transformers import Gemma2Config, Gemma2Model
 
-    cfg = Gemma2Config(num_hidden_layers=layers, attn_implementation="eager")
-    cfg.save_pretrained(path)
-    g = torch.Generator().manual_seed(0)
-    h, qw, kvw, inter = cfg.hidden_size, cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim, cfg.intermediate_size
-    state = {"embed_tokens.weight": (torch.randn(cfg.vocab_size, h, generator=g) * 0.02).bfloat16(),
-             "norm.weight": (torch.randn(h, generator=g) * 0.1).bfloat16()}
-    for i in range(layers):
-        p = f"layers.{i}."
-        for name, shape in [("self_attn.q_proj", (qw, h)), ("self_attn.k_proj", (kvw, h)), ("self_attn.v_proj", (kvw, h)),
-                            ("self_attn.o_proj", (h, qw)), ("mlp.gate_proj", (inter, h)), ("mlp.up_proj", (inter, h)),
-                            ("mlp.down_proj", (h, inter))]:
-            state[p + name + ".weight"] = (torch.randn(*shape, generator=g) / shape[1] ** 0.5).bfloat16()
-        for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]:
-            state[p + n + ".weight"] = (torch.randn(h, generator=g) * 0.1).bfloat16()
-    save_file(state, os.path.join(path, "model.safetensors"))
-
-
-def torch_run(path, dtype, valid, length):
-    import torch
-    from transformers import Gemma2Model
-
-    torch.set_num_threads(os.cpu_count())
-    model = Gemma2Model.from_pretrained(path, torch_dtype=getattr(torch, dtype), attn_implementation="eager").eval()
-    ids = torch.zeros(1, length, dtype=torch.long)
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    dt = getattr(torch, dtype)
+    cfg = Gemma2Config.from_json_file(CONFIG)
+    cfg._attn_implementation = "eager"
+    torch.set_default_dtype(dt)  # parameters are created in dt: no float32 copy of a bf16 model
+    model = Gemma2Model(cfg).eval()
+    torch.set_default_dtype(torch.float32)
+    length_all = instruction + msl - 2
+    valid = min(instruction + prompt, length_all)
+    ids = torch.zeros(1, length_all, dtype=torch.long)
     ids[0, 0] = 2
-    for t in range(1, valid):
-        ids[0, t] = 1000 + (t * 7919) % 200_000
-    mask = (torch.arange(length) < valid).long()[None]
+    ids[0, 1:valid] = 1000 + (torch.arange(1, valid) * 7919) % 200_000
+    mask = (torch.arange(length_all) < valid).long()[None]
+    neg = torch.zeros(1, msl, dtype=torch.long)
+    neg[0, 0] = 2
+    neg_mask = (torch.arange(msl) < 1).long()[None]
+    times = []
     with torch.no_grad():
-        t0 = time.time()
-        model(input_ids=ids, attention_mask=mask)
-        seconds = time.time() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("BENCH " + json.dumps({"impl": "torch", "type": dtype, "padded": True, "seconds": seconds, "peak_mib": peak}))
+        for _ in range(warmup + 1):
+            t0 = time.time()
+            out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            model(input_ids=neg, attention_mask=neg_mask)
+            times.append(time.time() - t0)
+    print(json.dumps({"impl": "pytorch", "weights": dtype, "threads": torch.get_num_threads(), "warmup": warmup,
+                      "attn": cfg._attn_implementation, "length_all": length_all, "valid": valid,
+                      "encode_s": round(times[-1], 3), "first_encode_s": round(times[0], 3),
+                      "peak_rss_mib": benchlib.status_kib("VmHWM") >> 10, "max_abs": float(out.float().abs().max())}))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--valid", type=int, default=230)
-    ap.add_argument("--length", type=int, default=512)
-    ap.add_argument("--torch-child", nargs=2)
+    ap.add_argument("--types", default="int4,int8,f32", help="SanaEdge storage types, comma-separated")
+    ap.add_argument("--torch", default="bfloat16,float32", help="PyTorch dtypes, comma-separated")
+    ap.add_argument("--instruction-tokens", type=int, default=214)
+    ap.add_argument("--prompt-tokens", type=int, default=20)
+    ap.add_argument("--max-sequence-length", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=1, help="PyTorch warm-up encodes before the timed one")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.torch_child:
-        torch_run(args.torch_child[0], args.torch_child[1], args.valid, args.length)
-        return
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        make_checkpoint(tmp, args.layers)
-        runs = [[sys.executable, __file__, "--valid", str(args.valid), "--length", str(args.length), "--torch-child", tmp, d]
-                for d in ("float32", "bfloat16")]
-        for cmd in runs:
-            out = subprocess.run(cmd, capture_output=True, text=True).stdout
-            results += [json.loads(l[6:]) for l in out.splitlines() if l.startswith("BENCH ")]
-        for typ, padded in [("f32", "1"), ("f32", "0"), ("bf16", "0"), ("int8", "0"), ("int4", "0")]:
-            env = dict(os.environ, SANA_BENCH_GEMMA_DIR=tmp, SANA_BENCH_TYPE=typ, SANA_BENCH_VALID=str(args.valid),
-                       SANA_BENCH_LENGTH=str(args.length), SANA_BENCH_PADDED=padded)
-            out = subprocess.run(["swift", "test", "-c", "release", "-Xswiftc", "-enable-testing", "--skip-build",
-                                  "--filter", "GemmaBenchmarkTests"], cwd=ROOT, env=env, capture_output=True, text=True).stdout
-            results += [json.loads(l[6:]) for l in out.splitlines() if l.startswith("BENCH ")]
-    base = next(r for r in results if r["impl"] == "torch" and r["type"] == "float32")
-    print(f"layers={args.layers} valid={args.valid} length={args.length} cores={os.cpu_count()}")
-    print("| implementation | weights | positions | seconds | vs torch f32 | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        pos = f"all {args.length}" if r["padded"] else f"valid {args.valid}"
-        print(f"| {r['impl']} | {r['type']} | {pos} | {r['seconds']:.2f} | {base['seconds'] / r['seconds']:.2f}x | {r['peak_mib']:.0f} |")
+    counts = ["--instruction-tokens", str(args.instruction_tokens), "--prompt-tokens", str(args.prompt_tokens),
+              "--max-sequence-length", str(args.max_sequence_length)]
+    if args.child:
+        torch_case(args.child[0], args.instruction_tokens, args.prompt_tokens, args.max_sequence_length, int(args.child[1]))
+        return 0
+    print(f"# {benchlib.machine()}; load average before: {os.getloadavg()}", flush=True)
+    rows = []
+    sana = os.path.join(ROOT, ".build", "release", "sana")
+    for storage in [t for t in args.types.split(",") if t]:
+        cmd = [sana, "bench", "gemma", "--config", CONFIG, "--weights", storage, "--threads", "2"] + counts
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    for dtype in [t for t in args.torch.split(",") if t]:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", dtype, str(args.warmup)] + counts
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    ref = next((r["encode_s"] for r, *_ in rows if r["impl"] == "pytorch" and r["weights"] == "bfloat16"), None)
+    vs = lambda s: f"{ref / s:.1f}×" if ref else "–"  # noqa: E731
+    print(f"\nGemma-2-2B, {args.instruction_tokens} instruction + {args.prompt_tokens} prompt tokens, "
+          f"max_sequence_length {args.max_sequence_length}, 2 threads")
+    print("| implementation | weights | positions | encode s | vs PyTorch bf16 | with prefix cache s | vs PyTorch bf16 "
+          "| peak RSS MiB | load 1-min before/after |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
+    for r, wall, rss, lb, la in rows:
+        if r["impl"] == "pytorch":
+            print(f"| PyTorch | {r['weights']} | all {r['length_all']} + {args.max_sequence_length} | {r['encode_s']:.2f} "
+                  f"| {vs(r['encode_s'])} | – | – | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+        else:
+            valid = min(args.instruction_tokens + args.prompt_tokens, r["length_all"])
+            print(f"| SanaEdge | {r['weights']} | valid {valid} + 1 | {r['encode_s']:.2f} | {vs(r['encode_s'])} "
+                  f"| {r['encode_cached_s']:.2f} | {vs(r['encode_cached_s'])} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

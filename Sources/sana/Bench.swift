@@ -8,7 +8,7 @@ import SanaKit
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kernels against peers in the same run.",
-        subcommands: [BenchGemm.self, BenchDCAE.self]
+        subcommands: [BenchGemm.self, BenchDCAE.self, BenchDiT.self, BenchGemma.self]
     )
 }
 

@@ -54,19 +54,11 @@ public struct SanaTransformerBlock: Sendable {
             for bi in 0 ..< b { for j in 0 ..< c { v[bi * c + j] = scaleShiftTable[k * c + j] + timestepModulation.data[(bi * 6 + k) * c + j] } }
             return v
         }
-        let (shiftMSA, scaleMSA, gateMSA, shiftMLP, scaleMLP, gateMLP) = (part(0), part(1), part(2), part(3), part(4), part(5))
-
-        // Self-attention on the modulated norm1 (LayerNorm, no affine).
-        var h = x.layerNorm(weight: nil, bias: nil, eps: normEps).modulated(shift: shiftMSA, scale: scaleMSA)
-        var out = x.addingGated(attn1(h), gate: gateMSA)
-
-        // Cross-attention reads the residual stream itself: the reference applies no norm before attn2.
-        out = out + attn2(out, context: caption, keyBias: captionBias)
-
-        // Feed-forward on the modulated norm2, as a feature map: [B, H'·W', C] → [B, H', W', C] is the reference's
-        // unflatten(1, (H', W')).permute(0, 3, 1, 2) in our channels-last layout (no data movement).
-        h = out.layerNorm(weight: norm2Weight, bias: norm2Bias, eps: normEps).modulated(shift: shiftMLP, scale: scaleMLP)
-        let ffOut = ff(h.reshaped([b, height, width, c])).reshaped([b, height * width, c])
-        return out.addingGated(ffOut, gate: gateMLP)
+        // Computed a slice of tokens at a time (SanaTransformerBlock+Streamed.swift):
+        //   out = x + gate_msa · attn1(LN(x)·(1 + scale_msa) + shift_msa)
+        //   out = out + attn2(out, caption)   (the reference applies no norm before attn2)
+        //   out = out + gate_mlp · ff(LN(out)·(1 + scale_mlp) + shift_mlp)   (ff on the H'×W' grid)
+        return streamedForward(x, modulation: (0 ..< 6).map(part), caption: caption, captionBias: captionBias,
+                               height: height, width: width)
     }
 }
