@@ -4,7 +4,8 @@
 Builds a full-size AutoencoderDC from models/configs/dc-ae-f32c32-sana-1.0.json with random weights (torch's default
 init, seed 0) once, saved under $SANA_BENCH_CACHE (default ~/.cache/sanaedge/bench) — never committed. Then runs each
 case in its own process (so peak RSS is per case) and prints one JSON line per case plus a markdown table.
-Peak RSS is the process's VmHWM after loading is reset (/proc/self/clear_refs), so it is the decode's peak including
+Decode CPU s is the process's CPU time (all threads) over the decode: on a shared machine it compares the two
+implementations better than wall time. Peak RSS is the process's VmHWM after loading is reset (/proc/self/clear_refs), so it is the decode's peak including
 the resident weights.
 
 Run from the repository root after `swift build -c release`:
@@ -56,11 +57,12 @@ def torch_case(vae, dtype, size):
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    t = time.time()
+    t, cpu = time.time(), time.process_time()
     with torch.no_grad():
         img = ae.decode(z).sample
-    seconds = time.time() - t
+    seconds, cpu_seconds = time.time() - t, time.process_time() - cpu
     print(json.dumps({"impl": "diffusers", "weights": dtype, "size": size, "tiling": "off", "decode_s": round(seconds, 1),
+                      "decode_cpu_s": round(cpu_seconds, 1),
                       "rss_before_decode_mib": before >> 10, "peak_rss_mib": status("VmHWM") >> 10,
                       "max_abs": float(img.float().abs().max())}))
 
@@ -93,10 +95,11 @@ def main():
         row["load_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| implementation | weights | output | tiling | decode s | peak RSS MiB | load avg after |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| implementation | weights | output | tiling | decode s | decode CPU s | peak RSS MiB | load avg after |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['impl']} | {r['weights']} | {r['size']}² | {r['tiling']} | {r['decode_s']} | {r['peak_rss_mib']} | {r['load_after']} |")
+        print(f"| {r['impl']} | {r['weights']} | {r['size']}² | {r['tiling']} | {r['decode_s']} | {r.get('decode_cpu_s', '')} "
+              f"| {r['peak_rss_mib']} | {r['load_after']} |")
 
 
 if __name__ == "__main__":

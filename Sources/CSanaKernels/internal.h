@@ -44,8 +44,10 @@ void sana_qgemm_ref(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0
 /// bf16 product: activations already rounded to bf16 xb[m][kp2] (kp2 = K rounded up to even, zero padded),
 /// weights row-major bf16 [n][k]. Computes y rows [m0, m1) × weight rows [16·b0, min(16·b1, n)).
 /// `wt`, when not NULL, holds every 32-row tile already repacked by the family's bpack (tile t at t·kp2·32).
+/// `taps` > 0: the activation rows are a convolution's patches in tap-major order (element tap·c + ch, c = k / taps)
+/// while weight rows are stored in the reference (ch, tap) order, so the repack permutes K to match.
 typedef struct {
-    int64_t m, k, kp2, n;
+    int64_t m, k, kp2, n, taps;
     const uint16_t *xb;
     const uint16_t *w;
     const uint16_t *wt;
@@ -63,6 +65,9 @@ typedef struct {
     sana_qgemm_fn qgemm[SANA_TYPE_COUNT];  // indexed by type (Q8, Q4)
     sana_bgemm_fn bgemm;
     sana_bpack_fn bpack;  // may be NULL: bgemm then repacks per tile
+    /// Rounds activations to bf16 like sana_round_bf16 (NULL: that one). May flush subnormal inputs to zero,
+    /// which bgemm's dot products do anyway.
+    void (*round_bf16)(const float *src, int64_t count, uint16_t *dst);
 } sana_kernel_set;
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -93,6 +98,9 @@ int32_t sana_pool_threads(void);
 /// Gathers the patch of output pixel `pixel` (index n·oh·ow + oy·ow + ox) of a convolution into dst [c·k·k],
 /// in the weight's (cin, ky, kx) order (the one gather behind im2col and sana_conv2d).
 void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst);
+/// The input pixel [c] that tap `tap` (ky·k + kx) of output pixel `pixel` reads, or NULL in the zero padding.
+const float *sana_tap_source(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
+                             int64_t tap);
 
 /// dst[i] = sana_f32_to_bf16(src[i]) over count values (vectorized; bit-identical).
 void sana_round_bf16(const float *src, int64_t count, uint16_t *dst);

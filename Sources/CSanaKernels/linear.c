@@ -148,13 +148,29 @@ static void quantize_range(void *ctx, int64_t i0, int64_t i1) {
 
 static void bf16_range(void *ctx, int64_t i0, int64_t i1) {
     job *j = (job *)ctx;
+    void (*round)(const float *, int64_t, uint16_t *) = j->ks->round_bf16 ? j->ks->round_bf16 : sana_round_bf16;
+    if (j->bf.taps) {
+        // Convolution patches in tap-major order: each tap is one input pixel's c contiguous channels, rounded
+        // straight into the panel (no f32 patch, no scatter).
+        const int64_t c = j->bf.k / j->bf.taps;
+        for (int64_t i = i0; i < i1; i++) {
+            uint16_t *dst = (uint16_t *)j->bf.xb + i * j->bf.kp2;
+            for (int64_t tap = 0; tap < j->bf.taps; tap++) {
+                const float *px = sana_tap_source(j->src.x, j->src.conv, j->src.oh, j->src.ow, j->src.row0 + i, tap);
+                if (px) round(px, c, dst + tap * c);
+                else memset(dst + tap * c, 0, (size_t)c * 2);
+            }
+            if (j->bf.kp2 > j->bf.k) dst[j->bf.k] = 0;
+        }
+        return;
+    }
     int failed = 0;
     float *buf = patch_buffer(j, j->bf.k, &failed);
     if (failed) return;
     for (int64_t i = i0; i < i1; i++) {
         const float *src = source_row(&j->src, i, j->bf.k, buf);
         uint16_t *dst = (uint16_t *)j->bf.xb + i * j->bf.kp2;
-        sana_round_bf16(src, j->bf.k, dst);
+        round(src, j->bf.k, dst);
         if (j->bf.kp2 > j->bf.k) dst[j->bf.k] = 0;
     }
 }
@@ -245,7 +261,9 @@ static int linear_simd(const row_source *src, int64_t m, int64_t k, int32_t type
         const int64_t chunk = chunk_rows(m, kp2 * 2);
         uint16_t *xb = (uint16_t *)sana_scratch(3, (size_t)(chunk * kp2) * 2);
         if (!xb) return 0;
-        j.bf = (sana_bgemm_args){chunk, k, kp2, n, xb, (const uint16_t *)w, NULL, bias, y};
+        // Convolutions use tap-major patches (a lossless permutation of K for bf16; the repack follows it).
+        const int64_t taps = src->conv ? (int64_t)src->conv->kernel * src->conv->kernel : 0;
+        j.bf = (sana_bgemm_args){chunk, k, kp2, n, taps, xb, (const uint16_t *)w, NULL, bias, y};
         // Weights repacked once for every chunk and row slice when that saves repacking (several chunks, or few
         // tiles split by rows) and the copy is small; otherwise each work item repacks its tile.
         plan(&j, chunk, n);

@@ -197,24 +197,26 @@ int64_t sana_conv_out_width(const sana_conv_shape *s) {
     return span < 0 ? 0 : span / s->stride + 1;
 }
 
-void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst) {
-    const int64_t c = s->c, kk = s->kernel, taps = kk * kk, up = s->upsample;
-    const int64_t vh = s->h * up, vw = s->w * up;  // the virtual (upsampled) input grid
+const float *sana_tap_source(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
+                             int64_t tap) {
+    const int64_t kk = s->kernel, up = s->upsample;
     const int64_t n = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
-    for (int64_t ky = 0; ky < kk; ky++) {
-        const int64_t iy = oy * s->stride + ky - s->pad;
-        for (int64_t kx = 0; kx < kk; kx++) {
-            const int64_t ix = ox * s->stride + kx - s->pad;
-            float *d = dst + ky * kk + kx;  // patch [c][k][k]: channel ch of this tap at d[ch·k²]
-            if (iy < 0 || iy >= vh || ix < 0 || ix >= vw) {
-                for (int64_t ch = 0; ch < c; ch++) d[ch * taps] = 0.0f;
-                continue;
-            }
-            const float *src = x + ((n * s->h + iy / up) * s->w + ix / up) * c;  // [c]
-            if (taps == 9)  // the 3×3 case, with a constant stride the compiler unrolls
-                for (int64_t ch = 0; ch < c; ch++) d[ch * 9] = src[ch];
-            else
-                for (int64_t ch = 0; ch < c; ch++) d[ch * taps] = src[ch];
+    const int64_t iy = oy * s->stride + tap / kk - s->pad, ix = ox * s->stride + tap % kk - s->pad;
+    if (iy < 0 || iy >= s->h * up || ix < 0 || ix >= s->w * up) return NULL;  // outside the virtual grid
+    return x + ((n * s->h + iy / up) * s->w + ix / up) * s->c;                  // [c]
+}
+
+void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst) {
+    const int64_t c = s->c, taps = (int64_t)s->kernel * s->kernel;
+    for (int64_t tap = 0; tap < taps; tap++) {
+        const float *src = sana_tap_source(x, s, oh, ow, pixel, tap);
+        float *d = dst + tap;  // patch [c][k·k]: channel ch of this tap at d[ch·k²]
+        if (!src) {
+            for (int64_t ch = 0; ch < c; ch++) d[ch * taps] = 0.0f;
+        } else if (taps == 9) {  // the 3×3 case, with a constant stride the compiler unrolls
+            for (int64_t ch = 0; ch < c; ch++) d[ch * 9] = src[ch];
+        } else {
+            for (int64_t ch = 0; ch < c; ch++) d[ch * taps] = src[ch];
         }
     }
 }

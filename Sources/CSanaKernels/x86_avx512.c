@@ -220,6 +220,13 @@ T512 static void qgemm_q4_avx512(const sana_qgemm_args *a, int64_t m0, int64_t m
 
 // ---- bf16 ----
 
+/// Element p of a weight row in the activations' K order (tap-major patches: see sana_bgemm_args.taps).
+static inline int64_t weight_index(const sana_bgemm_args *a, int64_t p) {
+    if (!a->taps) return p;
+    const int64_t c = a->k / a->taps;
+    return (p % c) * a->taps + p / c;
+}
+
 /// Repacks weight rows [j0, j0 + 32) (zero beyond n and k) as [kp2/2 pairs][32 rows][2] for vdpbf16ps.
 TBF16 static void repack_bf16(const sana_bgemm_args *a, int64_t j0, uint16_t *dst) {
     const int64_t pairs = a->kp2 / 2;
@@ -229,8 +236,8 @@ TBF16 static void repack_bf16(const sana_bgemm_args *a, int64_t j0, uint16_t *ds
         for (int64_t t = 0; t < pairs; t++) {
             uint16_t e0 = 0, e1 = 0;
             if (j < a->n) {
-                e0 = src[2 * t];
-                e1 = 2 * t + 1 < a->k ? src[2 * t + 1] : 0;
+                e0 = src[weight_index(a, 2 * t)];
+                e1 = 2 * t + 1 < a->k ? src[weight_index(a, 2 * t + 1)] : 0;
             }
             dst[t * 64 + r * 2] = e0;
             dst[t * 64 + r * 2 + 1] = e1;
@@ -272,6 +279,16 @@ INLINE TBF16 void b_tile(const sana_bgemm_args *a, const uint16_t *wt, int64_t i
         default: b_tile(a, wt, i, 1, j0, NV); break;            \
     }
 
+/// vcvtneps2bf16: round-to-nearest-even like sana_f32_to_bf16, NaN quieted the same way; subnormal inputs
+/// become zero (vdpbf16ps treats them as zero anyway, so products are unchanged).
+TBF16 static void round_bf16_avx512(const float *src, int64_t count, uint16_t *dst) {
+    for (int64_t i = 0; i < count; i += 16) {
+        __mmask16 mk = count - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (count - i)) - 1);
+        __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mk, src + i));
+        _mm256_mask_storeu_epi16(dst + i, mk, h);
+    }
+}
+
 TBF16 static void bpack_avx512(const sana_bgemm_args *a, int64_t t0, int64_t t1, uint16_t *dst) {
     for (int64_t t = t0; t < t1; t++) repack_bf16(a, t * 32, dst + t * a->kp2 * 32);
 }
@@ -300,5 +317,5 @@ const sana_kernel_set sana_kernels_avx512 = {
     "avx512vnni", quantize_avx512, {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512}, 0};
 const sana_kernel_set sana_kernels_avx512_bf16 = {
     "avx512vnni+bf16", quantize_avx512, {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512},
-    bgemm_avx512, bpack_avx512};
+    bgemm_avx512, bpack_avx512, round_bf16_avx512};
 #endif

@@ -5,7 +5,7 @@ import SanaKit
 
 /// `sana bench dcae`: decodes a random latent with a full-size DC-AE and reports wall time and peak resident memory
 /// of the decode alone (the peak is reset after loading, so it counts the resident weights plus the decode's own
-/// allocations). Driven by tools/bench_dcae.py, which also runs diffusers on the same weights; figures in
+/// allocations), and its wall and process CPU time. Driven by tools/bench_dcae.py, which also runs diffusers on the same weights; figures in
 /// docs/BENCHMARKS.md "DC-AE".
 struct BenchDCAE: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "dcae",
@@ -38,16 +38,24 @@ struct BenchDCAE: ParsableCommand {
         })
         let rssBefore = Self.status("VmRSS")
         Self.resetPeak()
-        let t1 = Date()
+        let t1 = Date(), cpu1 = Self.processCPUSeconds()
         let image = try ae.decode(latent, tiling: mode)
-        let seconds = Date().timeIntervalSince(t1)
+        let seconds = Date().timeIntervalSince(t1), cpuSeconds = Self.processCPUSeconds() - cpu1
         let estimate = AutoencoderDC.estimatedDecodePeakBytes(config: config, batch: 1, latentHeight: side, latentWidth: side)
         print("""
             {"impl": "sanaedge", "weights": "\(type.name)", "size": \(size), "tiling": "\(tiling)", \
-            "load_s": \(String(format: "%.1f", load)), "decode_s": \(String(format: "%.1f", seconds)), \
+            "load_s": \(String(format: "%.1f", load)), "decode_s": \(String(format: "%.1f", seconds)), "decode_cpu_s": \(String(format: "%.1f", cpuSeconds)), \
             "rss_before_decode_mib": \(rssBefore >> 10), "peak_rss_mib": \(Self.status("VmHWM") >> 10), \
             "untiled_activation_estimate_mib": \(estimate >> 20), "max_abs": \(image.maxAbs)}
             """)
+    }
+
+    /// CPU time of the whole process (all threads), user + system: on a shared machine it compares implementations
+    /// better than wall time (the peer reports the same measure).
+    static func processCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// A field of /proc/self/status in KiB (0 when unavailable).

@@ -141,9 +141,11 @@ void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int
                  float *cols);
 
 /// Convolution y [b, oh, ow, cout] = conv(x, W) (+ bias) with W packed as `type` [cout, c·k·k] (reference order
-/// (cin, ky, kx)): exactly sana_linear on the im2col matrix, without building it — patch rows are gathered and
-/// quantized (int8/int4) or rounded to bf16 a chunk of rows at a time, straight into the kernels' activation
-/// panels. Types without a SIMD kernel (and SANA_FORCE_REFERENCE) run im2col chunks through sana_linear.
+/// (cin, ky, kx)), without building the im2col matrix: patch rows are gathered straight into the kernels'
+/// activation panels a chunk of rows at a time. int8/int4: exactly sana_linear on the im2col matrix (same patch
+/// order, same activation groups: bit-identical). bf16: patches in tap-major order (each tap one pixel's contiguous
+/// channels, rounded once) with the weight repack permuted to match — the same products summed in another order.
+/// Types without a SIMD kernel (and SANA_FORCE_REFERENCE) run im2col chunks through sana_linear.
 void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
                  const float *bias, float *y);
 
