@@ -186,4 +186,24 @@ final class EndToEndTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("needs at least"), "\(error)")
         }
     }
+
+    /// README's "Library" example, on the shipped demo bundle (models/demo-tiny-int8.sana).
+    func testReadmeLibraryExample() throws {
+        let demo = URL(fileURLWithPath: Fixtures.root).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("models/demo-tiny-int8.sana").path
+        let png = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString).png").path
+        defer { try? FileManager.default.removeItem(atPath: png) }
+        let pipeline = try SanaPipeline(bundlePath: demo, memoryBudget: 2 << 30, threads: 2)
+        var request = GenerationRequest(prompt: "a cat on a red chair")
+        request.width = 64
+        request.height = 32
+        request.steps = 2
+        request.seed = 7
+        var stages: [PipelineStage] = []
+        let result = try pipeline.generate(request) { progress in stages.append(progress.stage) }
+        try PNGWriter.write(result.image, to: png)
+        XCTAssertEqual(result.unitImage.shape, [3, 32, 64])
+        XCTAssertEqual(Set(stages), Set(PipelineStage.allCases))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: png))
+    }
 }

@@ -166,4 +166,14 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-001.png").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("sq.png").path))
     }
+
+    /// The demo bundle shipped in models/ (tools/demo.sh) opens and generates with this build.
+    func testShippedDemoBundleGenerates() throws {
+        let demo = ConvertInspectTests.root + "/models/demo-tiny-int8.sana"
+        let r = try generate(["--prompt", "a red circle on the left", "--steps", "2", "--width", "64", "--height", "32",
+                              "--seed", "1"], model: demo)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: png))
+        XCTAssertTrue(r.out.contains("64x32, seed 1, dpm-solver × 2"), r.out)
+    }
 }

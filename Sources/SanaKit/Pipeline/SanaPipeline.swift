@@ -215,6 +215,7 @@ public struct SanaPipeline {
             }
             report(.encode, 1, 1, n - 1)
         }
+        returnFreedMemory()
         for i in 0 ..< n {
             guard let c = conditioning[i] else { throw GenerationError.componentFailed("prompt \(i + 1) was not encoded") }
             try taps[i].write("prompt_embeds", c.embeds)
@@ -235,6 +236,7 @@ public struct SanaPipeline {
                 conditioning[i] = nil
             }
         }
+        returnFreedMemory()
 
         // 4. Decode latents / scaling_factor (float32 division) and convert as the image processor does.
         do {  // the network loaded here is released when this scope ends
@@ -313,6 +315,18 @@ public struct SanaPipeline {
         return (latents, scheduler.name)
     }
 }
+
+/// Hands the heap pages freed by a finished stage back to the system (glibc keeps them in its arenas otherwise, and
+/// the next stage's peak would sit on top of them).
+func returnFreedMemory() {
+    if let trim = mallocTrim { _ = trim(0) }
+}
+
+/// glibc's malloc_trim, looked up at run time (absent on other C libraries).
+private let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }  // RTLD_DEFAULT
+    return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+}()
 
 /// Item `k` of a batch of `count` prompt embeddings ([count, L, C] and [count, L] → [1, L, C] and [1, L]).
 func batchItem(_ e: PromptEmbeddings, _ k: Int, of count: Int) throws -> (embeds: Tensor, mask: Tensor) {
