@@ -64,7 +64,7 @@ final class GenerateCLITests: XCTestCase {
         try expectFailure(["--prompt", "cat", "--max-sequence-length", "0"], mentions: "max sequence length")
         try expectFailure(["--prompt", "cat", "--memory-budget", "lots"], mentions: "--memory-budget")
         try expectFailure(["--prompt", "cat", "--threads", "0"], mentions: "--threads")
-        try expectFailure(["--prompt", "cat", "--pag-scale", "-1"], mentions: "PAG scale must be ≥ 0")
+        try expectFailure(["--prompt", "cat", "--pag-scale=-1"], mentions: "PAG scale must be ≥ 0")
         try expectFailure(["--prompt", "cat", "--pag-adaptive-scale", "nan"], mentions: "PAG adaptive scale")
         try expectFailure(["--prompt", "cat", "--pag-scale", "3", "--pag-layers", "1,x"], mentions: "--pag-layers")
         try expectFailure([], mentions: "--prompt")
