@@ -1,5 +1,5 @@
 // `sana generate`: the command-line contract of DESIGN.md (plus --no-chi, --max-sequence-length, --threads,
-// --memory-budget, --pag-scale, --prompts-file). Everything that can be checked without weights is checked before
+// --memory-budget, --pag-scale/--pag-adaptive-scale/--pag-layers, --prompts-file). Everything that can be checked without weights is checked before
 // any model loads; the image is written only when a whole generation succeeded.
 import ArgumentParser
 import Foundation
@@ -27,16 +27,18 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Worker threads (default: all cores).") var threads: Int?
     @Option(name: .long, help: "Maximum prompt tokens.") var maxSequenceLength: Int = 300
     @Flag(name: .long, help: "Do not prepend the complex human instruction to the prompt.") var noChi = false
-    @Option(name: .long, help: "Perturbed-attention guidance scale (not implemented yet).") var pagScale: Double?
+    @Option(name: .long, help: "Perturbed-attention guidance scale (SanaPAGPipeline's pag_scale; 0: off).") var pagScale: Double = 0
+    @Option(name: .long, help: "PAG adaptive scale: the scale at timestep t is max(0, pag-scale − this·(1000 − t)).")
+    var pagAdaptiveScale: Double = 0
+    @Option(name: .long, help: "Comma-separated DiT block indices whose self-attention PAG perturbs (transformer_blocks.i).")
+    var pagLayers: String = "0"
 
     func validate() throws {
         guard (prompt == nil) != (promptsFile == nil) else {
             throw ValidationError("give exactly one of --prompt and --prompts-file")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        if let pagScale, pagScale != 0 {
-            throw ValidationError("--pag-scale: perturbed-attention guidance is not implemented yet (omit it or pass 0)")
-        }
+        _ = try parsedPAGLayers()
     }
 
     func run() throws {
@@ -84,9 +86,11 @@ struct Generate: ParsableCommand {
     }
 
     func metadata(_ r: GenerationRequest, _ result: GenerationResult) -> [(key: String, value: String)] {
-        [("prompt", r.prompt), ("negative_prompt", r.negativePrompt), ("seed", "\(result.seed)"), ("steps", "\(r.steps)"),
-         ("guidance_scale", "\(r.guidanceScale)"), ("scheduler", result.scheduler), ("size", "\(r.width)x\(r.height)"),
-         ("model", URL(fileURLWithPath: model).lastPathComponent), ("Software", "SanaEdge")]
+        let pag: [(key: String, value: String)] = r.usesPAG ? [("pag_scale", "\(r.pagScale)"), ("pag_adaptive_scale",
+            "\(r.pagAdaptiveScale)"), ("pag_layers", r.pagLayers.map(String.init).joined(separator: ","))] : []
+        return [("prompt", r.prompt), ("negative_prompt", r.negativePrompt), ("seed", "\(result.seed)"), ("steps", "\(r.steps)"),
+                ("guidance_scale", "\(r.guidanceScale)")] + pag + [("scheduler", result.scheduler),
+                ("size", "\(r.width)x\(r.height)"), ("model", URL(fileURLWithPath: model).lastPathComponent), ("Software", "SanaEdge")]
     }
 
     struct Job { var request: GenerationRequest; var output: String }
@@ -100,6 +104,7 @@ struct Generate: ParsableCommand {
         base.scheduler = try scheduler.map { try SchedulerKind(name: $0) }
         base.maxSequenceLength = maxSequenceLength
         base.complexHumanInstruction = !noChi
+        (base.pagScale, base.pagAdaptiveScale, base.pagLayers) = (pagScale, pagAdaptiveScale, try parsedPAGLayers())
         if let latents {
             do {
                 let (shape, values) = try Npy.read(latents)
@@ -110,6 +115,17 @@ struct Generate: ParsableCommand {
         let items = try PromptsFile.read(promptsFile, base: base)
         return items.enumerated().map { i, item in
             Job(request: item.request, output: item.output ?? (items.count == 1 ? output : numbered(output, i + 1)))
+        }
+    }
+
+    /// "7,8" → [7, 8]; each a block index ≥ 0 (checked against the model's depth once the bundle is open).
+    func parsedPAGLayers() throws -> [Int] {
+        let parts = pagLayers.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        return try parts.map { part in
+            guard let i = Int(part), i >= 0 else {
+                throw ValidationError("--pag-layers: expected comma-separated block indices ≥ 0, got '\(pagLayers)'")
+            }
+            return i
         }
     }
 

@@ -1,4 +1,4 @@
-// End to end against diffusers' SanaPipeline on the tiny fixture pipelines: the pipeline is converted to a bundle (in
+// End to end against diffusers' SanaPipeline (SanaPAGPipeline for the *_pag cases) on the tiny fixture pipelines: the pipeline is converted to a bundle (in
 // a temporary directory), opened with SanaPipeline(bundlePath:), and run with the reference's initial latents (or
 // seed); the debug taps (--dump) are compared with the reference's prompt embeddings, every step's latents and the
 // image. Fixtures: ${PYTHON:-.venv-ref/bin/python} tools/fixtures/make_e2e_refs.py
@@ -13,6 +13,8 @@ final class EndToEndTests: XCTestCase {
         let name: String, pipeline: String, prompt: String, negative_prompt: String
         let width: Int, height: Int, steps: Int, guidance_scale: Double, complex_human_instruction: Bool
         let max_sequence_length: Int, latents_given: Bool, seed: UInt64
+        /// Perturbed-attention guidance cases only.
+        let pag_scale: Double?, pag_adaptive_scale: Double?, pag_layers: [Int]?
     }
 
     /// Bundles converted once for the class: "<pipeline>-<weights>" → path.
@@ -53,6 +55,9 @@ final class EndToEndTests: XCTestCase {
         r.complexHumanInstruction = c.complex_human_instruction
         r.maxSequenceLength = c.max_sequence_length
         r.seed = c.seed
+        if let s = c.pag_scale { r.pagScale = s }
+        if let s = c.pag_adaptive_scale { r.pagAdaptiveScale = s }
+        if let l = c.pag_layers { r.pagLayers = l }
         if c.latents_given {
             let all = try Fixtures.tensor("e2e/\(c.name)_latents.npy")  // [steps + 1, C, h, w]
             let n = all.count / all.shape[0]
@@ -68,12 +73,15 @@ final class EndToEndTests: XCTestCase {
         var maskEqual = false
     }
 
-    func run(_ c: Case, weights: StorageType = .f32, budget: Int? = nil) throws -> Errors {
+    func run(_ c: Case, weights: StorageType = .f32, budget: Int? = nil,
+             adjust: (inout GenerationRequest) -> Void = { _ in }) throws -> Errors {
         let dump = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-dump-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dump) }
         var pipeline = try SanaPipeline(bundlePath: Self.bundle(c.pipeline, weights), memoryBudget: budget, dumpDirectory: dump)
         pipeline.noiseKernel = .host
-        let result = try pipeline.generate(try request(c))
+        var r = try request(c)
+        adjust(&r)
+        let result = try pipeline.generate(r)
         func tap(_ name: String) throws -> Tensor {
             let (shape, values) = try Npy.read((dump as NSString).appendingPathComponent(name + ".npy"))
             return Tensor(shape: shape, data: values)
@@ -133,6 +141,21 @@ final class EndToEndTests: XCTestCase {
 
     /// Initial latents from the seed (torch.Generator("cpu").manual_seed(42)).
     func testSeedGivesTorchLatents() throws { try assertMatches("sana10_seed") }
+
+    /// Perturbed-attention guidance with CFG (batch [negative, positive, perturbed]), applied to block 1.
+    /// Without PAG, or with it on another block, the run leaves the reference by far more than the tolerance.
+    func testSana10PerturbedAttentionGuidance() throws {
+        try assertMatches("sana10_pag")
+        let c = try XCTUnwrap(try cases()["sana10_pag"])
+        for (label, adjust) in [("no PAG", { (r: inout GenerationRequest) in r.pagScale = 0 }),
+                                ("block 0", { (r: inout GenerationRequest) in r.pagLayers = [0] })] {
+            let e = try run(c, adjust: adjust)
+            XCTAssertGreaterThan(e.steps.max() ?? 0, 1e-2, label)
+        }
+    }
+
+    /// PAG without CFG (batch [positive, perturbed]), block 0, adaptive scale.
+    func testSana10PerturbedAttentionGuidanceWithoutCFG() throws { try assertMatches("sana10_pag_no_cfg") }
 
     /// Quantized bundles against the float32 reference (figures in docs/NUMERICS.md "End to end").
     func testQuantizedBundlesStayNearReference() throws {

@@ -64,7 +64,9 @@ final class GenerateCLITests: XCTestCase {
         try expectFailure(["--prompt", "cat", "--max-sequence-length", "0"], mentions: "max sequence length")
         try expectFailure(["--prompt", "cat", "--memory-budget", "lots"], mentions: "--memory-budget")
         try expectFailure(["--prompt", "cat", "--threads", "0"], mentions: "--threads")
-        try expectFailure(["--prompt", "cat", "--pag-scale", "3"], mentions: "not implemented")
+        try expectFailure(["--prompt", "cat", "--pag-scale=-1"], mentions: "PAG scale must be ≥ 0")
+        try expectFailure(["--prompt", "cat", "--pag-adaptive-scale", "nan"], mentions: "PAG adaptive scale")
+        try expectFailure(["--prompt", "cat", "--pag-scale", "3", "--pag-layers", "1,x"], mentions: "--pag-layers")
         try expectFailure([], mentions: "--prompt")
         try expectFailure(["--prompt", "cat", "--latents", dir.appendingPathComponent("none.npy").path], mentions: "--latents")
     }
@@ -77,6 +79,8 @@ final class GenerateCLITests: XCTestCase {
                           model: model, mentions: "initial latents have shape [4, 4, 16, 16]")
         try expectFailure(["--prompts-file", try writeFile("size.json", "[{\"prompt\": \"a\", \"width\": 33}]")], model: model,
                           mentions: "width 33 is not a multiple")
+        try expectFailure(["--prompt", "cat", "--width", "32", "--height", "32", "--pag-scale", "3", "--pag-layers", "0,2"],
+                          model: model, mentions: "PAG layer 2 does not exist: the transformer has 2 blocks")
     }
 
     func testMissingBundleIsNamed() throws {

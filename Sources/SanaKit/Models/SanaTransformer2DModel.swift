@@ -115,10 +115,21 @@ public final class SanaTransformer2DModel: Sendable {
     /// - encoderHiddenStates: caption embeddings [B, L, caption_channels].
     /// - encoderAttentionMask: [B, L], 1 keep / 0 masked (nil: attend to every token).
     /// - guidance: [B], required exactly when the config has guidance_embeds (already × guidance_embeds_scale).
+    /// - perturbed: perturbed-attention guidance (PerturbedAttention.swift): these batch elements run identity
+    ///   self-attention in these blocks.
     /// - Returns: [B, out_channels, H, W] (reference NCHW).
     public func callAsFunction(hiddenStates: Tensor, timestep: [Float], encoderHiddenStates: Tensor,
-                               encoderAttentionMask: Tensor? = nil, guidance: [Float]? = nil) throws -> Tensor {
+                               encoderAttentionMask: Tensor? = nil, guidance: [Float]? = nil,
+                               perturbed: PerturbedAttention? = nil) throws -> Tensor {
         try checkInputs(hiddenStates, timestep, encoderHiddenStates, encoderAttentionMask, guidance)
+        if let perturbed {
+            let b = hiddenStates.shape[0]
+            guard perturbed.batches.lowerBound >= 0, perturbed.batches.upperBound <= b,
+                  perturbed.blocks.allSatisfy({ (0 ..< self.config.numLayers).contains($0) }) else {
+                throw ModelError.badInput("\(Self.component): perturbed attention on batch elements \(perturbed.batches) of \(b), "
+                    + "blocks \(perturbed.blocks.sorted()) of \(self.config.numLayers)")
+            }
+        }
         let b = hiddenStates.shape[0], p = config.patchSize
         let hp = hiddenStates.shape[2] / p, wp = hiddenStates.shape[3] / p
         let outC = config.resolvedOutChannels
@@ -138,7 +149,8 @@ public final class SanaTransformer2DModel: Sendable {
 
         let source = self.source, config = self.config
         try blockLoader.forEachBlock(config.numLayers, { try SanaTransformerBlock(source, index: $0, config: config) }) { block in
-            x = block(x, timestepModulation: modulation, caption: caption, captionBias: captionBias, height: hp, width: wp)
+            x = block(x, timestepModulation: modulation, caption: caption, captionBias: captionBias, height: hp, width: wp,
+                      identityAttention: perturbed?.batches(inBlock: block.index) ?? 0 ..< 0)
         }
 
         x = projOut.apply(normOut(x, embeddedTimestep: embedded))  // [B, H'·W', p·p·out]

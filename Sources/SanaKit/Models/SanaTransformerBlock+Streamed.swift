@@ -21,9 +21,11 @@ extension SanaTransformerBlock {
     static let sliceRows = 512
 
     /// x [B, N, C] → [B, N, C]; see the file header.
-    /// `sliceRows` is a parameter so tests can force many slices and bands on tiny inputs.
+    /// `sliceRows` is a parameter so tests can force many slices and bands on tiny inputs. Batch elements
+    /// `identityAttention` take to_v(h) in place of the linear attention (PAG's perturbed element).
     func streamedForward(_ x: Tensor, modulation: [[Float]], caption: Tensor, captionBias: Tensor?,
-                         height: Int, width: Int, sliceRows: Int = SanaTransformerBlock.sliceRows) -> Tensor {
+                         height: Int, width: Int, sliceRows: Int = SanaTransformerBlock.sliceRows,
+                         identityAttention: Range<Int> = 0 ..< 0) -> Tensor {
         let (b, n, c) = (x.shape[0], x.shape[1], x.lastDim)
         let total = b * n
         let slices = stride(from: 0, to: total, by: sliceRows).map { $0 ..< min($0 + sliceRows, total) }
@@ -69,7 +71,15 @@ extension SanaTransformerBlock {
             if let w = attn1.normQ { q.rmsNormInPlace(weight: w, eps: 1e-5) }
             q.reluInPlace()
             var att = Tensor(zeros: q.shape)
-            for seg in batchSegments(rows, tokens: n) {
+            let segments = batchSegments(rows, tokens: n)
+            // PAG's identity attention: v = to_v(h) for the perturbed elements' rows (computed only if there are any).
+            let identityV = segments.contains { identityAttention.contains($0.batch) } ? attn1.toV.apply(h) : nil
+            for seg in segments {
+                if let identityV, identityAttention.contains(seg.batch) {
+                    let w = att.lastDim, lo = (seg.rows.lowerBound - rows.lowerBound) * w, hi = lo + seg.rows.count * w
+                    att.data.replaceSubrange(lo ..< hi, with: identityV.data[lo ..< hi])
+                    continue
+                }
                 linearAttentionRows(q: q, kv: kv, ksum: ksum, segment: seg, sliceStart: rows.lowerBound,
                                     heads: heads, into: &att)
             }

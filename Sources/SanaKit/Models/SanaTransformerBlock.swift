@@ -43,9 +43,10 @@ public struct SanaTransformerBlock: Sendable {
     }
 
     /// x [B, H'·W', C] tokens of an H'×W' grid; timestepModulation [B, 6C]; caption [B, L, C] (projected and
-    /// normed); captionBias [B, L] the additive mask bias → [B, H'·W', C].
+    /// normed); captionBias [B, L] the additive mask bias → [B, H'·W', C]. Batch elements `identityAttention` run
+    /// the self-attention as the identity (perturbed-attention guidance, PerturbedAttention.swift).
     public func callAsFunction(_ x: Tensor, timestepModulation: Tensor, caption: Tensor, captionBias: Tensor?,
-                               height: Int, width: Int) -> Tensor {
+                               height: Int, width: Int, identityAttention: Range<Int> = 0 ..< 0) -> Tensor {
         let b = x.shape[0], c = x.lastDim
         // (table[None] [1, 6, C] + modulation.reshape(B, 6, C)).chunk(6, dim=1): part k of batch bi is
         // table[k] + modulation[bi, k·C ..< (k+1)·C].
@@ -59,6 +60,6 @@ public struct SanaTransformerBlock: Sendable {
         //   out = out + attn2(out, caption)   (the reference applies no norm before attn2)
         //   out = out + gate_mlp · ff(LN(out)·(1 + scale_mlp) + shift_mlp)   (ff on the H'×W' grid)
         return streamedForward(x, modulation: (0 ..< 6).map(part), caption: caption, captionBias: captionBias,
-                               height: height, width: width)
+                               height: height, width: width, identityAttention: identityAttention)
     }
 }

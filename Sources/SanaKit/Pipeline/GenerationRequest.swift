@@ -42,8 +42,26 @@ public struct GenerationRequest: Sendable {
     public var complexHumanInstruction: Bool = true
     /// Initial latents [1, C, H/f, W/f] instead of seeded noise (`--latents`).
     public var latents: Tensor? = nil
+    /// Perturbed-attention guidance scale (SanaPAGPipeline's pag_scale); 0 turns PAG off.
+    public var pagScale: Double = 0
+    /// pag_adaptive_scale: the scale at timestep t is max(0, pagScale − pagAdaptiveScale · (1000 − t)); 0 keeps it fixed.
+    public var pagAdaptiveScale: Double = 0
+    /// The blocks whose self-attention PAG perturbs (pag_applied_layers "transformer_blocks.i"; diffusers' default 0).
+    public var pagLayers: [Int] = [0]
 
     public init(prompt: String) { self.prompt = prompt }
+
+    /// do_perturbed_attention_guidance: pag_scale > 0 and at least one layer.
+    public var usesPAG: Bool { pagScale > 0 && !pagLayers.isEmpty }
+
+    /// The transformer's batch: [negative,] positive [, perturbed positive].
+    public var denoiseBatch: Int { (guidanceScale > 1 ? 2 : 1) + (usesPAG ? 1 : 0) }
+
+    /// _get_pag_scale at scheduler timestep `t`, in float32 as the reference computes it with a tensor t.
+    func pagScale(at t: Float) -> Float {
+        guard pagAdaptiveScale > 0, usesPAG else { return Float(pagScale) }
+        return max(0, Float(pagScale) - Float(pagAdaptiveScale) * (1000 - t))
+    }
 
     public func latentShape(vaeScaleFactor: Int, latentChannels: Int) -> [Int] {
         [1, latentChannels, height / vaeScaleFactor, width / vaeScaleFactor]
@@ -61,6 +79,12 @@ public struct GenerationRequest: Sendable {
         }
         guard steps >= 1 else { throw fail("steps must be at least 1, got \(steps)") }
         guard guidanceScale.isFinite, guidanceScale >= 0 else { throw fail("guidance scale must be ≥ 0, got \(guidanceScale)") }
+        for (name, v) in [("PAG scale", pagScale), ("PAG adaptive scale", pagAdaptiveScale)] {
+            guard v.isFinite, v >= 0 else { throw fail("\(name) must be ≥ 0, got \(v)") }
+        }
+        if pagScale > 0, let bad = pagLayers.first(where: { $0 < 0 }) {
+            throw fail("PAG layers are block indices ≥ 0, got \(bad)")
+        }
         guard maxSequenceLength >= 1 else { throw fail("max sequence length must be at least 1, got \(maxSequenceLength)") }
         if let latents {
             let want = latentShape(vaeScaleFactor: f, latentChannels: latentChannels)

@@ -91,7 +91,7 @@ struct BundleMemoryPlan: MemoryPlanning {
 
     func denoiseBytes(_ r: GenerationRequest, blocks: Int) -> (weights: Int, activations: Int) {
         let f = vae.spatialCompressionRatio
-        return denoiseBytes(batch: r.guidanceScale > 1 ? 2 : 1, latentHeight: r.height / f, latentWidth: r.width / f,
+        return denoiseBytes(batch: r.denoiseBatch, latentHeight: r.height / f, latentWidth: r.width / f,
                             tokens: r.maxSequenceLength, blocks: blocks)
     }
 

@@ -63,7 +63,8 @@ struct BundleModels {
     var pipelineConfig: PipelineConfig {
         PipelineConfig(latentChannels: transformer.inChannels, transformerOutChannels: transformer.resolvedOutChannels,
                        timestepScale: transformer.timestepScale, vaeScaleFactor: vae.spatialCompressionRatio,
-                       scalingFactor: vae.scalingFactor, schedulerConfigJSON: bundle.schedulerConfig)
+                       scalingFactor: vae.scalingFactor, schedulerConfigJSON: bundle.schedulerConfig,
+                       transformerLayers: transformer.numLayers)
     }
 
     var components: PipelineComponents {
@@ -187,12 +188,18 @@ struct BundleDenoiser: DenoisingModel {
     }
 
     func forward(latents: Tensor, timestep: [Float], encoderHiddenStates: Tensor, encoderMask: Tensor) throws -> Tensor {
+        try forward(latents: latents, timestep: timestep, encoderHiddenStates: encoderHiddenStates, encoderMask: encoderMask,
+                    perturbed: nil)
+    }
+
+    func forward(latents: Tensor, timestep: [Float], encoderHiddenStates: Tensor, encoderMask: Tensor,
+                 perturbed: PerturbedAttention?) throws -> Tensor {
         if latents.rank == 4, encoderHiddenStates.rank == 3 {
             loader.prefetch = plan.prefetch(batch: latents.shape[0], latentHeight: latents.shape[2],
                                             latentWidth: latents.shape[3], tokens: encoderHiddenStates.shape[1])
         }
         return try model(hiddenStates: latents, timestep: timestep, encoderHiddenStates: encoderHiddenStates,
-                         encoderAttentionMask: encoderMask)
+                         encoderAttentionMask: encoderMask, perturbed: perturbed)
     }
 }
 

@@ -1,8 +1,10 @@
 // The text-to-image sampling loop of diffusers/pipelines/sana/pipeline_sana.py (SanaPipeline.__call__), written
 // against three small protocols that the real components (Gemma-2 encoder, Linear DiT, DC-AE) conform to.
 // Layout at these boundaries follows the reference: latents are NCHW [B, C, h, w], images [B, 3, H, W].
+// Perturbed-attention guidance (pagScale > 0) follows diffusers/pipelines/pag/pipeline_pag_sana.py (SanaPAGPipeline)
+// and pag_utils.py (PAGMixin): the batch gains a perturbed copy of the conditional element.
 // Not reproduced: use_resolution_binning (we sample at the requested size, like use_resolution_binning=False),
-// num_images_per_prompt > 1, custom timesteps/sigmas, PAG.
+// num_images_per_prompt > 1, custom timesteps/sigmas.
 import Foundation
 import SanaFormat
 
@@ -32,6 +34,21 @@ public protocol DenoisingModel {
     /// `latents` [B, inChannels, h, w]; `timestep` [B] already multiplied by the config's timestep_scale;
     /// `encoderHiddenStates` [B, L, C]; `encoderMask` [B, L]. Returns [B, outChannels, h, w].
     func forward(latents: Tensor, timestep: [Float], encoderHiddenStates: Tensor, encoderMask: Tensor) throws -> Tensor
+    /// The same with perturbed-attention guidance: batch elements `perturbed.batches` run identity self-attention in
+    /// the blocks `perturbed.blocks` (nil: the plain forward).
+    func forward(latents: Tensor, timestep: [Float], encoderHiddenStates: Tensor, encoderMask: Tensor,
+                 perturbed: PerturbedAttention?) throws -> Tensor
+}
+
+extension DenoisingModel {
+    /// A denoiser without identity attention can only run unperturbed.
+    public func forward(latents: Tensor, timestep: [Float], encoderHiddenStates: Tensor, encoderMask: Tensor,
+                        perturbed: PerturbedAttention?) throws -> Tensor {
+        guard perturbed == nil else {
+            throw GenerationError.componentFailed("this denoiser does not support perturbed-attention guidance")
+        }
+        return try forward(latents: latents, timestep: timestep, encoderHiddenStates: encoderHiddenStates, encoderMask: encoderMask)
+    }
 }
 
 /// The latent decoder (AutoencoderDC.decode).
@@ -54,9 +71,12 @@ public struct PipelineConfig: Sendable {
     public var scalingFactor: Double
     /// scheduler/scheduler_config.json of the bundle.
     public var schedulerConfigJSON: Data
+    /// transformer config num_layers, when known (checks the PAG layers before any weights load).
+    public var transformerLayers: Int?
 
     public init(latentChannels: Int, transformerOutChannels: Int, timestepScale: Double = 1, vaeScaleFactor: Int,
-                scalingFactor: Double, schedulerConfigJSON: Data) {
+                scalingFactor: Double, schedulerConfigJSON: Data, transformerLayers: Int? = nil) {
+        self.transformerLayers = transformerLayers
         self.latentChannels = latentChannels
         self.transformerOutChannels = transformerOutChannels
         self.timestepScale = timestepScale
@@ -149,6 +169,9 @@ public struct SanaPipeline {
             throw GenerationError.badModelConfig("scaling_factor \(config.scalingFactor), timestep_scale \(config.timestepScale)")
         }
         try request.validate(vaeScaleFactor: config.vaeScaleFactor, latentChannels: config.latentChannels)
+        if request.usesPAG, let n = config.transformerLayers, let bad = request.pagLayers.first(where: { $0 >= n }) {
+            throw GenerationError.invalidRequest("PAG layer \(bad) does not exist: the transformer has \(n) blocks (0…\(n - 1))")
+        }
         var s = try scheduler(for: request)
         try s.setTimesteps(request.steps)
         try memoryPlanner?.check(request, config: config)
@@ -267,9 +290,19 @@ public struct SanaPipeline {
     /// sampling loop of one request. Returns the final latents and the scheduler's name.
     func denoise(_ request: GenerationRequest, embeds: Tensor, mask: Tensor, transformer: any DenoisingModel,
                  taps: DebugTaps, progress: (Int, Int) -> Void) throws -> (latents: Tensor, scheduler: String) {
-        let cfg = request.guidanceScale > 1, batch = cfg ? 2 : 1
-        guard embeds.rank == 3, embeds.shape[0] == batch, mask.shape == Array(embeds.shape.prefix(2)) else {
+        let cfg = request.guidanceScale > 1, pag = request.usesPAG, guided = cfg ? 2 : 1
+        guard embeds.rank == 3, embeds.shape[0] == guided, mask.shape == Array(embeds.shape.prefix(2)) else {
             throw GenerationError.componentFailed("text encoder returned embeddings \(embeds.shape) and mask \(mask.shape)")
+        }
+        // _prepare_perturbed_attention_guidance: the conditional element once more at the end of the batch, [negative,
+        // positive, positive] or [positive, positive]; that last element is the perturbed one.
+        var (embeds, mask) = (embeds, mask)
+        let batch = request.denoiseBatch
+        var perturbed: PerturbedAttention?
+        if pag {
+            let positive = try batchItem(PromptEmbeddings(embeds: embeds, mask: mask), guided - 1, of: guided)
+            (embeds, mask) = (try concatBatch(embeds, positive.embeds), try concatBatch(mask, positive.mask))
+            perturbed = PerturbedAttention(batches: guided ..< batch, blocks: Set(request.pagLayers))
         }
         var scheduler = try scheduler(for: request)
         try scheduler.setTimesteps(request.steps)
@@ -288,15 +321,28 @@ public struct SanaPipeline {
         let total = scheduler.timesteps.count
         progress(0, total)
         for (i, t) in scheduler.timesteps.enumerated() {
-            // latent_model_input = cat([latents] * 2); timestep = t.expand(B) * timestep_scale (float32).
-            let input = cfg ? try concatBatch(latents, latents) : latents
+            // latent_model_input = cat([latents] * B); timestep = t.expand(B) * timestep_scale (float32).
+            let input = Tensor(shape: [batch] + Array(latents.shape.dropFirst()),
+                               data: Array([[Float]](repeating: latents.data, count: batch).joined()))
             let timestep = [Float](repeating: t * timestepScale, count: batch)
-            var noise = try transformer.forward(latents: input, timestep: timestep, encoderHiddenStates: embeds, encoderMask: mask)
+            var noise = try transformer.forward(latents: input, timestep: timestep, encoderHiddenStates: embeds,
+                                                encoderMask: mask, perturbed: perturbed)
             let expected = [batch, config.transformerOutChannels] + Array(latentShape.dropFirst(2))
             guard noise.shape == expected else {
                 throw GenerationError.componentFailed("transformer returned \(noise.shape), expected \(expected)")
             }
-            if cfg {
+            if pag {
+                // _apply_perturbed_attention_guidance, each op in float32:
+                //   uncond + guidance_scale · (text − uncond) + pag_scale · (text − perturbed)   (with CFG)
+                //   text + pag_scale · (text − perturbed)                                        (without)
+                let part = noise.count / batch, s = request.pagScale(at: t)
+                noise = Tensor(shape: [1] + Array(noise.shape.dropFirst()), data: (0 ..< part).map { k in
+                    let p = noise.data[(batch - 1) * part + k]
+                    guard cfg else { let c = noise.data[k]; return c + s * (c - p) }
+                    let u = noise.data[k], c = noise.data[part + k]
+                    return (u + guidance * (c - u)) + s * (c - p)
+                })
+            } else if cfg {
                 // noise_pred_uncond + guidance_scale · (noise_pred_text − noise_pred_uncond), each op in float32.
                 let half = noise.count / 2
                 noise = Tensor(shape: [1] + Array(noise.shape.dropFirst()), data: (0 ..< half).map { k in
