@@ -373,27 +373,3 @@ extension Tensor {
         }
     }
 }
-
-/// silu(x) = x / (1 + e^−x) in place. e^t by range reduction t = k·ln2 + r and a degree-6 polynomial in r
-/// (Cephes expf, within 2 ulp of expf); written without calls or trapping conversions so the loop vectorizes.
-func fastSiLUInPlace(_ x: UnsafeMutablePointer<Float>, _ count: Int) {
-    for i in 0 ..< count {
-        let v = x[i]
-        // e^−88.3 ≈ 4e−39 is below anything silu resolves and e^88.3 is finite: clamping changes no result.
-        let t = Swift.min(Swift.max(-v, -87.3), 88.3)
-        // k = round(t / ln2) with the 1.5·2^23 trick: m's low mantissa bits hold k + 0x400000.
-        let m = t * 1.442_695_04 + 12_582_912
-        let k = m - 12_582_912
-        var r = t - k * 0.693_359_375  // ln2 split in two (Cephes C1, C2)
-        r += k * 2.121_944_4e-4
-        var p: Float = 1.987_569_1e-4
-        p = p * r + 1.398_199_9e-3
-        p = p * r + 8.333_452e-3
-        p = p * r + 4.166_579_6e-2
-        p = p * r + 1.666_666_5e-1
-        p = p * r + 0.5
-        p = p * (r * r) + r + 1
-        let scale = Float(bitPattern: (m.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)  // 2^k
-        x[i] = v / (1 + p * scale)
-    }
-}

@@ -22,8 +22,10 @@ extension Tensor {
     guard count > 0 else { return }
     var m = -Float.infinity
     for j in 0 ..< count { m = max(m, x[j]) }
+    // e^(x − max) ≤ 1; clampedExp (Ops/FastMath.swift) vectorizes where expf would be a call per element.
+    for j in 0 ..< count { x[j] = clampedExp(x[j] - m) }
     var sum: Float = 0
-    for j in 0 ..< count { let e = expf(x[j] - m); x[j] = e; sum += e }
+    for j in 0 ..< count { sum += x[j] }
     let inv = 1 / sum
     for j in 0 ..< count { x[j] *= inv }
 }
@@ -65,9 +67,7 @@ public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, heads: In
                                     for j in 0 ..< lk { row[j] = 1 / Float(lk) }
                                     continue
                                 }
-                                if let cap = softcap {
-                                    for j in r { row[j] = cap * tanhf(row[j] / cap) }
-                                }
+                                if let cap = softcap { fastSoftcapInPlace(row + r.lowerBound, r.count, cap: cap) }
                                 for j in 0 ..< r.lowerBound { row[j] = 0 }
                                 softmaxInPlace(row + r.lowerBound, r.count)
                                 for j in r.upperBound ..< lk { row[j] = 0 }
