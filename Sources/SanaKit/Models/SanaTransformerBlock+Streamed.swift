@@ -45,15 +45,23 @@ extension SanaTransformerBlock {
                 k.data.withUnsafeBufferPointer { kp in
                     v.data.withUnsafeBufferPointer { vp in
                         kv.withUnsafeMutableBufferPointer { kvp in
-                            for hd in 0 ..< heads {
-                                // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows c apart)
-                                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
-                                            kp.baseAddress! + off + hd * d, Int32(c), vp.baseAddress! + off + hd * d,
-                                            Int32(c), 1, kvp.baseAddress! + (seg.batch * heads + hd) * d * d, Int32(d))
+                            ksum.withUnsafeMutableBufferPointer { ksp in
+                                let (kb, vb) = (SendablePointer(kp.baseAddress! + off), SendablePointer(vp.baseAddress! + off))
+                                let (kvb, ksb) = (SendablePointer(kvp.baseAddress! + seg.batch * heads * d * d),
+                                                  SendablePointer(ksp.baseAddress! + seg.batch * c))
+                                forEachHeadInParallel(heads) { _, hs in
+                                    for hd in hs {
+                                        // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows c apart)
+                                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
+                                                    kb.value + hd * d, Int32(c), vb.value + hd * d, Int32(c), 1,
+                                                    kvb.value + hd * d * d, Int32(d))
+                                        // ksum[b, hd] += Σ_rows k_hd
+                                        for r in 0 ..< m { for j in hd * d ..< (hd + 1) * d { ksb.value[j] += kb.value[r * c + j] } }
+                                    }
+                                }
                             }
                         }
                     }
-                    for r in 0 ..< m { for j in 0 ..< c { ksum[seg.batch * c + j] += kp[off + r * c + j] } }
                 }
             }
         }
@@ -95,20 +103,25 @@ extension SanaTransformerBlock {
         let c = q.lastDim, d = c / heads, off = (seg.rows.lowerBound - sliceStart) * c, m = seg.rows.count
         q.data.withUnsafeBufferPointer { qp in
             kv.withUnsafeBufferPointer { kvp in
-                att.data.withUnsafeMutableBufferPointer { ap in
-                    for hd in 0 ..< heads {
-                        // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
-                                    qp.baseAddress! + off + hd * d, Int32(c), kvp.baseAddress! + (seg.batch * heads + hd) * d * d,
-                                    Int32(d), 0, ap.baseAddress! + off + hd * d, Int32(c))
-                    }
-                    for r in 0 ..< m {
-                        for hd in 0 ..< heads {
-                            let base = off + r * c + hd * d, s = seg.batch * c + hd * d
-                            var den: Float = 0
-                            for j in 0 ..< d { den += qp[base + j] * ksum[s + j] }
-                            let inv = 1 / (den + 1e-15)
-                            for e in 0 ..< d { ap[base + e] *= inv }
+                ksum.withUnsafeBufferPointer { ksp in
+                    att.data.withUnsafeMutableBufferPointer { ap in
+                        let (qb, ab) = (SendablePointer(qp.baseAddress! + off), SendablePointer(ap.baseAddress! + off))
+                        let (kvb, ksb) = (SendablePointer(kvp.baseAddress! + seg.batch * heads * d * d),
+                                          SendablePointer(ksp.baseAddress! + seg.batch * c))
+                        forEachHeadInParallel(heads) { _, hs in
+                            for hd in hs {
+                                // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
+                                            qb.value + hd * d, Int32(c), kvb.value + hd * d * d, Int32(d), 0,
+                                            ab.value + hd * d, Int32(c))
+                                for r in 0 ..< m {
+                                    let base = r * c + hd * d
+                                    var den: Float = 0
+                                    for j in 0 ..< d { den += qb.value[base + j] * ksb.value[hd * d + j] }
+                                    let inv = 1 / (den + 1e-15)
+                                    for e in 0 ..< d { ab.value[base + e] *= inv }
+                                }
+                            }
                         }
                     }
                 }
@@ -244,23 +257,29 @@ struct CrossAttentionKeys {
         for seg in batchSegments(rows, tokens: n) {
             let keys = keys[seg.batch], values = values[seg.batch], bias = biases[seg.batch]
             let lk = bias.count, m = seg.rows.count, off = seg.rows.lowerBound - rows.lowerBound
-            var scores = [Float](repeating: 0, count: m * lk)  // one head's [m, L_b]
+            let workers = max(1, Int(sana_get_threads()))
+            var scores = [Float](repeating: 0, count: workers * m * lk)  // per worker: one head's [m, L_b]
             q.data.withUnsafeBufferPointer { qp in
                 keys.withUnsafeBufferPointer { kp in
                     values.withUnsafeBufferPointer { vp in
                         att.data.withUnsafeMutableBufferPointer { ap in
                             scores.withUnsafeMutableBufferPointer { sp in
-                                for hd in 0 ..< heads {
-                                    // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
-                                                qp.baseAddress! + off * width + hd * d, Int32(width),
-                                                kp.baseAddress! + hd * d, Int32(width), 0, sp.baseAddress!, Int32(lk))
-                                    for r in 0 ..< m { for j in 0 ..< lk { sp[r * lk + j] += bias[j] } }
-                                    sana_softmax(sp.baseAddress!, Int64(m), Int64(lk))
-                                    // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
-                                                sp.baseAddress!, Int32(lk), vp.baseAddress! + hd * dv, Int32(widthV), 0,
-                                                ap.baseAddress! + off * widthV + hd * dv, Int32(widthV))
+                                let (qb, kb, vb) = (SendablePointer(qp.baseAddress! + off * width), SendablePointer(kp.baseAddress!),
+                                                    SendablePointer(vp.baseAddress!))
+                                let (ab, sb) = (SendablePointer(ap.baseAddress! + off * widthV), SendablePointer(sp.baseAddress!))
+                                let (width, widthV) = (self.width, self.widthV)
+                                forEachHeadInParallel(heads) { worker, hs in
+                                    let s = sb.value + worker * m * lk
+                                    for hd in hs {
+                                        // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
+                                                    qb.value + hd * d, Int32(width), kb.value + hd * d, Int32(width), 0, s, Int32(lk))
+                                        for r in 0 ..< m { for j in 0 ..< lk { s[r * lk + j] += bias[j] } }
+                                        for r in 0 ..< m { softmaxInPlace(s + r * lk, lk) }
+                                        // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
+                                                    s, Int32(lk), vb.value + hd * dv, Int32(widthV), 0, ab.value + hd * dv, Int32(widthV))
+                                    }
                                 }
                             }
                         }
