@@ -138,7 +138,6 @@ extension SanaTransformerBlock {
         var out = y
         // t rows band.lowerBound − 1 ..< band.upperBound + 1 of the current batch: [bandRows + 2, W, wide]
         var t = [Float](repeating: 0, count: (bandRows + 2) * rowFloats)
-        var gated = [Float](repeating: 0, count: bandRows * width * hidden)
         let depthwise = DepthwiseGLU(weight: ff.convDepthWeight, bias: ff.convDepthBias, channels: wide)
         for bi in 0 ..< b {
             var y0 = 0
@@ -162,7 +161,13 @@ extension SanaTransformerBlock {
                     var h = y.modulatedNormRows(rows, tokens: n, shift: shift, scale: scale, eps: normEps,
                                                 weight: norm2Weight, bias: norm2Bias)
                     h = ff.convInverted.apply(h)  // [fresh·W, wide]
-                    h.data.withUnsafeMutableBufferPointer { fastSiLUInPlace($0.baseAddress!, $0.count) }
+                    h.data.withUnsafeMutableBufferPointer { hp in
+                        let (base, count) = (SendablePointer(hp.baseAddress!), hp.count)
+                        forEachHeadInParallel(64) { _, parts in  // 64 equal parts of the elements
+                            let lo = parts.lowerBound * count / 64, hi = parts.upperBound * count / 64
+                            fastSiLUInPlace(base.value + lo, hi - lo)
+                        }
+                    }
                     let slot = fresh.lowerBound - (y0 - 1)
                     t.withUnsafeMutableBufferPointer { tp in
                         h.data.withUnsafeBufferPointer { hp in
@@ -175,9 +180,9 @@ extension SanaTransformerBlock {
                         (tp.baseAddress! + (rowsHere + 1) * rowFloats).update(repeating: 0, count: rowFloats)
                     }
                 }
+                var gated = [Float](repeating: 0, count: rowsHere * width * hidden)  // [rowsHere·W, hidden]
                 depthwise.apply(t, rows: rowsHere, width: width, into: &gated)
-                let g = Tensor(shape: [rowsHere * width, hidden], data: Array(gated[0 ..< rowsHere * width * hidden]))
-                let f = ff.convPoint.apply(g)  // [rowsHere·W, C]
+                let f = ff.convPoint.apply(Tensor(shape: [rowsHere * width, hidden], data: gated))  // [rowsHere·W, C]
                 let first = bi * n + y0 * width
                 out.data.withUnsafeMutableBufferPointer { op in
                     f.data.withUnsafeBufferPointer { fp in
