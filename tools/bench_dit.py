@@ -31,7 +31,9 @@ def torch_case(config, size, dtype, caption, keep, warmup):
     with open(config) as f:
         cfg = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
     dt = getattr(torch, dtype)
-    model = SanaTransformer2DModel(**cfg).to(dt).eval()
+    torch.set_default_dtype(dt)  # parameters are created in dt: no float32 copy of a bf16 model in the peak
+    model = SanaTransformer2DModel(**cfg).eval()
+    torch.set_default_dtype(torch.float32)
     side = size // 32
     x = torch.randn(2, cfg["in_channels"], side, side, dtype=dt)
     text = torch.randn(2, caption, cfg["caption_channels"], dtype=dt)
@@ -42,11 +44,12 @@ def torch_case(config, size, dtype, caption, keep, warmup):
     times = []
     with torch.no_grad():
         for _ in range(warmup + 1):
-            t0 = time.time()
+            t0, c0 = time.time(), time.process_time()
             out = model(x, encoder_hidden_states=text, timestep=t, guidance=g, encoder_attention_mask=mask).sample
             times.append(time.time() - t0)
+            cpu = time.process_time() - c0
     print(json.dumps({"impl": "pytorch", "weights": dtype, "size": size, "threads": torch.get_num_threads(),
-                      "warmup": warmup, "step_s": round(times[-1], 2), "first_step_s": round(times[0], 2),
+                      "warmup": warmup, "step_s": round(times[-1], 2), "step_cpu_s": round(cpu, 2), "first_step_s": round(times[0], 2),
                       "peak_rss_mib": benchlib.status_kib("VmHWM") >> 10, "max_abs": float(out.float().abs().max())}))
 
 
@@ -81,12 +84,16 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     ref = {r["weights"]: r["step_s"] for r, *_ in rows if r["impl"] == "pytorch"}
     print(f"\n{os.path.basename(config)} at {args.size}², B = 2, caption {args.caption} ({args.keep} kept), 2 threads")
-    print("| implementation | weights | step s | vs PyTorch bf16 | vs PyTorch f32 | peak RSS MiB | load 1-min before/after |")
-    print("|---|---|---:|---:|---:|---:|---|")
+    cpu = {r["weights"]: r["step_cpu_s"] for r, *_ in rows if r["impl"] == "pytorch"}
+    print("| implementation | weights | step s | vs PyTorch bf16 | vs PyTorch f32 | step CPU s | CPU vs bf16 | peak RSS MiB "
+          "| load 1-min before/after |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r, wall, rss, lb, la in rows:
         vs = [f"{ref[d] / r['step_s']:.2f}×" if d in ref else "–" for d in ("bfloat16", "float32")]
+        vc = f"{cpu['bfloat16'] / r['step_cpu_s']:.2f}×" if "bfloat16" in cpu else "–"
         name = "SanaEdge" if r["impl"] == "sanaedge" else "PyTorch (diffusers)"
-        print(f"| {name} | {r['weights']} | {r['step_s']:.2f} | {vs[0]} | {vs[1]} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+        print(f"| {name} | {r['weights']} | {r['step_s']:.2f} | {vs[0]} | {vs[1]} | {r['step_cpu_s']:.2f} | {vc} | {rss:.0f} "
+              f"| {lb:.1f} / {la:.1f} |")
     return 0
 
 

@@ -51,8 +51,18 @@ struct Gemma2DecoderLayer {
         let attn = attention(x.rmsNorm(weight: inputNorm, eps: eps), plans: plans, rope: rope, record: record)
         let h = x + attn.rmsNorm(weight: postAttentionNorm, eps: eps)
         let m = h.rmsNorm(weight: preFeedforwardNorm, eps: eps)
-        let mlp = downProj.apply(config.activation.apply(gateProj.apply(m)) * upProj.apply(m))
+        let mlp = downProj.apply(gatedActivation(gateProj.apply(m), upProj.apply(m)))
         return h + mlp.rmsNorm(weight: postFeedforwardNorm, eps: eps)
+    }
+
+    /// act(gate) ⊙ up in one pass over gate's storage; gelu-tanh (every released Gemma-2) vectorized (Ops/FastMath.swift).
+    private func gatedActivation(_ gate: Tensor, _ up: Tensor) -> Tensor {
+        var g = config.activation == .geluTanh ? gate : config.activation.apply(gate)
+        g.data.withUnsafeMutableBufferPointer { gp in
+            if config.activation == .geluTanh { fastGELUTanhInPlace(gp.baseAddress!, gp.count) }
+            up.data.withUnsafeBufferPointer { upp in for i in 0 ..< gp.count { gp[i] *= upp[i] } }
+        }
+        return g
     }
 
     private func attention(_ x: Tensor, plans: [Gemma2Model.Plan], rope: RotaryEmbedding, record: PrefixRecorder?) -> Tensor {

@@ -47,15 +47,23 @@ extension SanaTransformerBlock {
                 k.data.withUnsafeBufferPointer { kp in
                     v.data.withUnsafeBufferPointer { vp in
                         kv.withUnsafeMutableBufferPointer { kvp in
-                            for hd in 0 ..< heads {
-                                // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows c apart)
-                                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
-                                            kp.baseAddress! + off + hd * d, Int32(c), vp.baseAddress! + off + hd * d,
-                                            Int32(c), 1, kvp.baseAddress! + (seg.batch * heads + hd) * d * d, Int32(d))
+                            ksum.withUnsafeMutableBufferPointer { ksp in
+                                let (kb, vb) = (SendablePointer(kp.baseAddress! + off), SendablePointer(vp.baseAddress! + off))
+                                let (kvb, ksb) = (SendablePointer(kvp.baseAddress! + seg.batch * heads * d * d),
+                                                  SendablePointer(ksp.baseAddress! + seg.batch * c))
+                                forEachHeadInParallel(heads) { _, hs in
+                                    for hd in hs {
+                                        // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows c apart)
+                                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
+                                                    kb.value + hd * d, Int32(c), vb.value + hd * d, Int32(c), 1,
+                                                    kvb.value + hd * d * d, Int32(d))
+                                        // ksum[b, hd] += Σ_rows k_hd
+                                        for r in 0 ..< m { for j in hd * d ..< (hd + 1) * d { ksb.value[j] += kb.value[r * c + j] } }
+                                    }
+                                }
                             }
                         }
                     }
-                    for r in 0 ..< m { for j in 0 ..< c { ksum[seg.batch * c + j] += kp[off + r * c + j] } }
                 }
             }
         }
@@ -105,20 +113,25 @@ extension SanaTransformerBlock {
         let c = q.lastDim, d = c / heads, off = (seg.rows.lowerBound - sliceStart) * c, m = seg.rows.count
         q.data.withUnsafeBufferPointer { qp in
             kv.withUnsafeBufferPointer { kvp in
-                att.data.withUnsafeMutableBufferPointer { ap in
-                    for hd in 0 ..< heads {
-                        // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
-                                    qp.baseAddress! + off + hd * d, Int32(c), kvp.baseAddress! + (seg.batch * heads + hd) * d * d,
-                                    Int32(d), 0, ap.baseAddress! + off + hd * d, Int32(c))
-                    }
-                    for r in 0 ..< m {
-                        for hd in 0 ..< heads {
-                            let base = off + r * c + hd * d, s = seg.batch * c + hd * d
-                            var den: Float = 0
-                            for j in 0 ..< d { den += qp[base + j] * ksum[s + j] }
-                            let inv = 1 / (den + 1e-15)
-                            for e in 0 ..< d { ap[base + e] *= inv }
+                ksum.withUnsafeBufferPointer { ksp in
+                    att.data.withUnsafeMutableBufferPointer { ap in
+                        let (qb, ab) = (SendablePointer(qp.baseAddress! + off), SendablePointer(ap.baseAddress! + off))
+                        let (kvb, ksb) = (SendablePointer(kvp.baseAddress! + seg.batch * heads * d * d),
+                                          SendablePointer(ksp.baseAddress! + seg.batch * c))
+                        forEachHeadInParallel(heads) { _, hs in
+                            for hd in hs {
+                                // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
+                                            qb.value + hd * d, Int32(c), kvb.value + hd * d * d, Int32(d), 0,
+                                            ab.value + hd * d, Int32(c))
+                                for r in 0 ..< m {
+                                    let base = r * c + hd * d
+                                    var den: Float = 0
+                                    for j in 0 ..< d { den += qb.value[base + j] * ksb.value[hd * d + j] }
+                                    let inv = 1 / (den + 1e-15)
+                                    for e in 0 ..< d { ab.value[base + e] *= inv }
+                                }
+                            }
                         }
                     }
                 }
@@ -135,7 +148,6 @@ extension SanaTransformerBlock {
         var out = y
         // t rows band.lowerBound − 1 ..< band.upperBound + 1 of the current batch: [bandRows + 2, W, wide]
         var t = [Float](repeating: 0, count: (bandRows + 2) * rowFloats)
-        var gated = [Float](repeating: 0, count: bandRows * width * hidden)
         let depthwise = DepthwiseGLU(weight: ff.convDepthWeight, bias: ff.convDepthBias, channels: wide)
         for bi in 0 ..< b {
             var y0 = 0
@@ -159,7 +171,13 @@ extension SanaTransformerBlock {
                     var h = y.modulatedNormRows(rows, tokens: n, shift: shift, scale: scale, eps: normEps,
                                                 weight: norm2Weight, bias: norm2Bias)
                     h = ff.convInverted.apply(h)  // [fresh·W, wide]
-                    h.data.withUnsafeMutableBufferPointer { fastSiLUInPlace($0.baseAddress!, $0.count) }
+                    h.data.withUnsafeMutableBufferPointer { hp in
+                        let (base, count) = (SendablePointer(hp.baseAddress!), hp.count)
+                        forEachHeadInParallel(64) { _, parts in  // 64 equal parts of the elements
+                            let lo = parts.lowerBound * count / 64, hi = parts.upperBound * count / 64
+                            fastSiLUInPlace(base.value + lo, hi - lo)
+                        }
+                    }
                     let slot = fresh.lowerBound - (y0 - 1)
                     t.withUnsafeMutableBufferPointer { tp in
                         h.data.withUnsafeBufferPointer { hp in
@@ -172,9 +190,9 @@ extension SanaTransformerBlock {
                         (tp.baseAddress! + (rowsHere + 1) * rowFloats).update(repeating: 0, count: rowFloats)
                     }
                 }
+                var gated = [Float](repeating: 0, count: rowsHere * width * hidden)  // [rowsHere·W, hidden]
                 depthwise.apply(t, rows: rowsHere, width: width, into: &gated)
-                let g = Tensor(shape: [rowsHere * width, hidden], data: Array(gated[0 ..< rowsHere * width * hidden]))
-                let f = ff.convPoint.apply(g)  // [rowsHere·W, C]
+                let f = ff.convPoint.apply(Tensor(shape: [rowsHere * width, hidden], data: gated))  // [rowsHere·W, C]
                 let first = bi * n + y0 * width
                 out.data.withUnsafeMutableBufferPointer { op in
                     f.data.withUnsafeBufferPointer { fp in
@@ -254,23 +272,29 @@ struct CrossAttentionKeys {
         for seg in batchSegments(rows, tokens: n) {
             let keys = keys[seg.batch], values = values[seg.batch], bias = biases[seg.batch]
             let lk = bias.count, m = seg.rows.count, off = seg.rows.lowerBound - rows.lowerBound
-            var scores = [Float](repeating: 0, count: m * lk)  // one head's [m, L_b]
+            let workers = max(1, Int(sana_get_threads()))
+            var scores = [Float](repeating: 0, count: workers * m * lk)  // per worker: one head's [m, L_b]
             q.data.withUnsafeBufferPointer { qp in
                 keys.withUnsafeBufferPointer { kp in
                     values.withUnsafeBufferPointer { vp in
                         att.data.withUnsafeMutableBufferPointer { ap in
                             scores.withUnsafeMutableBufferPointer { sp in
-                                for hd in 0 ..< heads {
-                                    // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
-                                                qp.baseAddress! + off * width + hd * d, Int32(width),
-                                                kp.baseAddress! + hd * d, Int32(width), 0, sp.baseAddress!, Int32(lk))
-                                    for r in 0 ..< m { for j in 0 ..< lk { sp[r * lk + j] += bias[j] } }
-                                    sana_softmax(sp.baseAddress!, Int64(m), Int64(lk))
-                                    // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
-                                                sp.baseAddress!, Int32(lk), vp.baseAddress! + hd * dv, Int32(widthV), 0,
-                                                ap.baseAddress! + off * widthV + hd * dv, Int32(widthV))
+                                let (qb, kb, vb) = (SendablePointer(qp.baseAddress! + off * width), SendablePointer(kp.baseAddress!),
+                                                    SendablePointer(vp.baseAddress!))
+                                let (ab, sb) = (SendablePointer(ap.baseAddress! + off * widthV), SendablePointer(sp.baseAddress!))
+                                let (width, widthV) = (self.width, self.widthV)
+                                forEachHeadInParallel(heads) { worker, hs in
+                                    let s = sb.value + worker * m * lk
+                                    for hd in hs {
+                                        // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
+                                                    qb.value + hd * d, Int32(width), kb.value + hd * d, Int32(width), 0, s, Int32(lk))
+                                        for r in 0 ..< m { for j in 0 ..< lk { s[r * lk + j] += bias[j] } }
+                                        for r in 0 ..< m { softmaxInPlace(s + r * lk, lk) }
+                                        // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
+                                                    s, Int32(lk), vb.value + hd * dv, Int32(widthV), 0, ab.value + hd * dv, Int32(widthV))
+                                    }
                                 }
                             }
                         }
@@ -381,29 +405,5 @@ extension Tensor {
                 }
             }
         }
-    }
-}
-
-/// silu(x) = x / (1 + e^−x) in place. e^t by range reduction t = k·ln2 + r and a degree-6 polynomial in r
-/// (Cephes expf, within 2 ulp of expf); written without calls or trapping conversions so the loop vectorizes.
-func fastSiLUInPlace(_ x: UnsafeMutablePointer<Float>, _ count: Int) {
-    for i in 0 ..< count {
-        let v = x[i]
-        // e^−88.3 ≈ 4e−39 is below anything silu resolves and e^88.3 is finite: clamping changes no result.
-        let t = Swift.min(Swift.max(-v, -87.3), 88.3)
-        // k = round(t / ln2) with the 1.5·2^23 trick: m's low mantissa bits hold k + 0x400000.
-        let m = t * 1.442_695_04 + 12_582_912
-        let k = m - 12_582_912
-        var r = t - k * 0.693_359_375  // ln2 split in two (Cephes C1, C2)
-        r += k * 2.121_944_4e-4
-        var p: Float = 1.987_569_1e-4
-        p = p * r + 1.398_199_9e-3
-        p = p * r + 8.333_452e-3
-        p = p * r + 4.166_579_6e-2
-        p = p * r + 1.666_666_5e-1
-        p = p * r + 0.5
-        p = p * (r * r) + r + 1
-        let scale = Float(bitPattern: (m.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)  // 2^k
-        x[i] = v / (1 + p * scale)
     }
 }

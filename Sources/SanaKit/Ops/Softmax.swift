@@ -3,6 +3,7 @@
 // and key-padding masks. A query with no allowed key gets what an additive finfo.min mask gives in the reference:
 // every logit becomes the same value, so the softmax is uniform over all keys.
 import COpenBLAS
+import CSanaKernels
 import Foundation
 
 extension Tensor {
@@ -22,8 +23,10 @@ extension Tensor {
     guard count > 0 else { return }
     var m = -Float.infinity
     for j in 0 ..< count { m = max(m, x[j]) }
+    // e^(x − max) ≤ 1; clampedExp (Ops/FastMath.swift) vectorizes where expf would be a call per element.
+    for j in 0 ..< count { x[j] = clampedExp(x[j] - m) }
     var sum: Float = 0
-    for j in 0 ..< count { let e = expf(x[j] - m); x[j] = e; sum += e }
+    for j in 0 ..< count { sum += x[j] }
     let inv = 1 / sum
     for j in 0 ..< count { x[j] *= inv }
 }
@@ -45,37 +48,40 @@ public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, heads: In
         let r = keyRange(i)
         return r.clamped(to: 0 ..< lk)
     }
-    var scores = [Float](repeating: 0, count: lq * lk)  // [Lq, Lk] for one head
+    let workers = max(1, min(Int(sana_get_threads()), heads))
+    var scores = [Float](repeating: 0, count: workers * lq * lk)  // per worker: one head's [Lq, Lk]
     q.data.withUnsafeBufferPointer { qp in
         k.data.withUnsafeBufferPointer { kp in
             v.data.withUnsafeBufferPointer { vp in
                 out.data.withUnsafeMutableBufferPointer { op in
                     scores.withUnsafeMutableBufferPointer { sp in
-                        let s = sp.baseAddress!
-                        for h in 0 ..< heads {
-                            let kvh = h / group
-                            // scores = scale · Q_h · K_hᵀ, Q_h = q[:, h·d ..< (h+1)·d] (row stride heads·d).
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(lq), Int32(lk), Int32(d), scale,
-                                        qp.baseAddress! + h * d, Int32(heads * d), kp.baseAddress! + kvh * d,
-                                        Int32(kvHeads * d), 0, s, Int32(lk))
-                            for i in 0 ..< lq {
-                                let row = s + i * lk
-                                let r = ranges[i]
-                                if r.isEmpty {
-                                    for j in 0 ..< lk { row[j] = 1 / Float(lk) }
-                                    continue
+                        let (qb, kb, vb) = (SendablePointer(qp.baseAddress!), SendablePointer(kp.baseAddress!), SendablePointer(vp.baseAddress!))
+                        let (ob, sb) = (SendablePointer(op.baseAddress!), SendablePointer(sp.baseAddress!))
+                        forEachHeadInParallel(heads) { worker, hs in
+                            let s = sb.value + worker * lq * lk
+                            for h in hs {
+                                let kvh = h / group
+                                // scores = scale · Q_h · K_hᵀ, Q_h = q[:, h·d ..< (h+1)·d] (row stride heads·d).
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(lq), Int32(lk), Int32(d), scale,
+                                            qb.value + h * d, Int32(heads * d), kb.value + kvh * d,
+                                            Int32(kvHeads * d), 0, s, Int32(lk))
+                                for i in 0 ..< lq {
+                                    let row = s + i * lk
+                                    let r = ranges[i]
+                                    if r.isEmpty {
+                                        for j in 0 ..< lk { row[j] = 1 / Float(lk) }
+                                        continue
+                                    }
+                                    if let cap = softcap { fastSoftcapInPlace(row + r.lowerBound, r.count, cap: cap) }
+                                    for j in 0 ..< r.lowerBound { row[j] = 0 }
+                                    softmaxInPlace(row + r.lowerBound, r.count)
+                                    for j in r.upperBound ..< lk { row[j] = 0 }
                                 }
-                                if let cap = softcap {
-                                    for j in r { row[j] = cap * tanhf(row[j] / cap) }
-                                }
-                                for j in 0 ..< r.lowerBound { row[j] = 0 }
-                                softmaxInPlace(row + r.lowerBound, r.count)
-                                for j in r.upperBound ..< lk { row[j] = 0 }
+                                // out[:, h·d ..< (h+1)·d] = P · V_h.
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(lq), Int32(d), Int32(lk), 1,
+                                            s, Int32(lk), vb.value + kvh * d, Int32(kvHeads * d), 0,
+                                            ob.value + h * d, Int32(heads * d))
                             }
-                            // out[:, h·d ..< (h+1)·d] = P · V_h.
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(lq), Int32(d), Int32(lk), 1,
-                                        s, Int32(lk), vp.baseAddress! + kvh * d, Int32(kvHeads * d), 0,
-                                        op.baseAddress! + h * d, Int32(heads * d))
                         }
                     }
                 }
