@@ -126,6 +126,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cfg-dropout", type=float, default=0.1)
+    ap.add_argument("--interpolation-scale", type=float, default=None,
+                    help="give the DiT a sincos position embedding (a new model: not resumable from one without)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = args.out
@@ -135,7 +137,7 @@ def main():
     print(f"preparation {time.time() - t_prep:.1f} s")
 
     torch.manual_seed(0)
-    model = SanaTransformer2DModel(**TRANSFORMER)
+    model = SanaTransformer2DModel(**TRANSFORMER, interpolation_scale=args.interpolation_scale)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     state_path = os.path.join(out, "dit_state.pt")
