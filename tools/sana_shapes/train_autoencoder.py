@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Trains the Sana-Shapes autoencoder: a small diffusers AutoencoderDC (the classes Sana uses, four stages, spatial
+compression 8, 8 latent channels) on the rendered pictures, with a mean-squared reconstruction loss.
+
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py [--minutes 8] [--threads 1]
+
+reads OUT/dataset.npz (render_dataset.py), writes OUT/vae/ (save_pretrained, scaling_factor set to 1/std of the
+training latents) and OUT/vae_state.pt (model + optimizer + step, so a rerun with a larger --minutes resumes).
+Deterministic for a fixed --threads and step count (seed 0); --minutes bounds wall time, --steps fixes the count.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from diffusers import AutoencoderDC
+
+CONFIG = dict(
+    in_channels=3, latent_channels=8, attention_head_dim=8,
+    encoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+    decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+    encoder_block_out_channels=(16, 32, 64, 64), decoder_block_out_channels=(16, 32, 64, 64),
+    encoder_layers_per_block=(1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+    encoder_qkv_multiscales=((), (), (), (5,)), decoder_qkv_multiscales=((), (), (), (5,)),
+    upsample_block_type="pixel_shuffle", downsample_block_type="pixel_unshuffle",
+    decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,
+)
+
+
+def to_input(images):
+    """uint8 [B, 64, 64, 3] -> float [B, 3, 64, 64] in [-1, 1], the range SanaPipeline's image processor decodes from."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="out/sana-shapes")
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--steps", type=int, default=0, help="stop after this many steps in total (0: only --minutes)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = np.load(os.path.join(args.out, "dataset.npz"))["images"]
+    vae = AutoencoderDC(**CONFIG)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
+    state_path = os.path.join(args.out, "vae_state.pt")
+    step, elapsed = 0, 0.0
+    if os.path.exists(state_path):
+        st = torch.load(state_path, weights_only=False)
+        vae.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, elapsed = st["step"], st["elapsed"]
+        torch.set_rng_state(st["rng"])
+        print(f"resumed at step {step} ({elapsed / 60:.1f} min so far)")
+    gen = np.random.default_rng(step)
+    t0 = time.time()
+    vae.train()
+    running = None
+
+    def save():
+        torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+                    "elapsed": elapsed + time.time() - t0, "rng": torch.get_rng_state()}, state_path)
+
+    while True:
+        spent = time.time() - t0
+        if (args.steps and step >= args.steps) or (not args.steps and elapsed + spent >= args.minutes * 60):
+            break
+        x = to_input(images[gen.integers(0, len(images), args.batch)])
+        z = vae.encode(x).latent
+        rec = vae.decode(z).sample
+        # A small pull on the latents keeps their scale bounded (the DC-AE is deterministic: no KL term).
+        loss = torch.nn.functional.mse_loss(rec, x) + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 50 == 0:
+            print(f"step {step} loss {running:.5f} ({(elapsed + time.time() - t0) / 60:.1f} min)", flush=True)
+        if step % 500 == 0:
+            save()
+    save()
+    total = elapsed + time.time() - t0
+
+    # Scaling factor: 1/std of the latents of 2048 training pictures, as Sana's DC-AE config carries it.
+    vae.eval()
+    with torch.no_grad():
+        zs = torch.cat([vae.encode(to_input(images[i:i + 256])).latent for i in range(0, 2048, 256)])
+        recs = torch.cat([vae.decode(vae.encode(to_input(images[i:i + 256])).latent).sample
+                          for i in range(0, 512, 256)])
+    mse = torch.nn.functional.mse_loss(recs, to_input(images[:512])).item()
+    psnr = 10 * np.log10(4 / mse)  # peak-to-peak 2 in [-1, 1]
+    vae.register_to_config(scaling_factor=float(1 / zs.std()))
+    vae.save_pretrained(os.path.join(args.out, "vae"))
+    report = {"steps": step, "minutes": total / 60, "reconstruction_psnr_db": psnr,
+              "latent_std": float(zs.std()), "threads": args.threads}
+    with open(os.path.join(args.out, "vae_report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
