@@ -25,6 +25,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -168,6 +169,40 @@ def failure(raw):
     return "failed: " + (lines[-1][:160] if lines else f"exit {raw['exit']}")
 
 
+def merge_reused(rows, files, mode):
+    """Adds the rows of earlier runs (same mode) for engines not run now; table order follows ENGINES."""
+    have = {(r["engine"], r["variant"]) for r in rows}
+    for path in files:
+        with open(path) as f:
+            old = json.load(f)
+        if old["mode"] != mode:
+            raise SystemExit(f"--reuse {path}: mode {old['mode']}, not {mode}")
+        for r in old["rows"]:
+            if (r["engine"], r["variant"]) not in have:
+                r["reused"] = path
+                r.setdefault("when", datetime.datetime.fromtimestamp(os.path.getmtime(path)).strftime("%Y-%m-%d %H:%M"))
+                rows.append(r)
+                have.add((r["engine"], r["variant"]))
+    order = {e: i for i, e in enumerate(ENGINES)}
+    return sorted(rows, key=lambda r: order.get((r["engine"], r["variant"]), len(order)))
+
+
+def disk_bytes(engine, variant, args, mode):
+    """Size of what the engine reads: the bundle, the checkpoint's safetensors (bf16 files, also for float32), or
+    the IR's .bin files."""
+    m = MODES[mode]
+    if engine == "sanaedge":
+        path = bundle_path(args.cache, m["pipeline"], variant)
+        return os.path.getsize(path) if os.path.exists(path) else None
+    root = (os.path.join(args.cache, "pipelines", m["pipeline"]) if engine == "diffusers"
+            else os.path.join(args.cache, "openvino", f"{m['pipeline']}-{variant}"))
+    ext = ".safetensors" if engine == "diffusers" else ".bin"
+    total = 0
+    for d, _, files in os.walk(root, followlinks=True):
+        total += sum(os.path.getsize(os.path.join(d, f)) for f in files if f.endswith(ext))
+    return total or None
+
+
 def missing_input(engine, variant, args, mode):
     m = MODES[mode]
     if engine == "sanaedge":
@@ -211,6 +246,26 @@ def machine():
             f"Python {platform.python_version()}; {', '.join(versions)}")
 
 
+def compare_images(rows):
+    """Mean |Δ| (8-bit levels) of each image against diffusers float32's: a check that every engine made the same
+    image (random weights give a noise-like image, so this is a consistency check, not a quality measure)."""
+    import numpy as np
+    from PIL import Image
+
+    ref = next((r for r in rows if r["engine"] == "diffusers" and r["variant"] == "float32" and r.get("ok")), None)
+    if ref is None:
+        return
+    base = np.asarray(Image.open(ref["image"]), dtype=np.float32)
+    for r in rows:
+        if r.get("ok") and os.path.exists(r["image"]):
+            img = np.asarray(Image.open(r["image"]), dtype=np.float32)
+            r["image_diff"] = float(np.abs(img - base).mean()) if img.shape == base.shape else None
+
+
+def wrap(text):
+    return textwrap.fill(text, width=118, break_long_words=False, break_on_hyphens=False)
+
+
 def fmt(x, digits=1):
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -219,18 +274,23 @@ def table(rows, steps):
     peers = [r for r in rows if r["engine"] != "sanaedge" and r.get("ok")]
     fastest = min((r["wall"] for r in peers), default=None)
     head = ("| engine | weights | encode prompt (s) | denoise (s) | per step (s) | decode (s) | generate (s) "
-            "| end to end (s) | CPU (s) | peak RSS (MiB) | end to end vs fastest peer | load avg |")
-    lines = [head, "|" + "---|" * 12]
+            "| end to end (s) | CPU (s) | peak RSS (MiB) | end to end vs fastest peer | model on disk (MiB) "
+            "| image mean abs diff | load avg |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         name = {"sanaedge": "SanaEdge", "diffusers": "diffusers (PyTorch)", "openvino": "OpenVINO"}[r["engine"]]
+        if r.get("reused"):
+            name += f" (earlier run, {r.get('when', '?')})"
         if not r.get("ok"):
-            lines.append(f"| {name} | {r['variant']} | {r['status']} |" + " |" * 9)
+            lines.append(f"| {name} | {r['variant']} | {r['status']} |" + " |" * 11)
             continue
         s = r["stages"]
         ratio = f"{fastest / r['wall']:.2f}×" if fastest else "—"
         lines.append(f"| {name} | {r['variant']} | {fmt(s['encode'])} | {fmt(s['denoise'])} | "
                      f"{fmt(s['denoise'] / steps, 2)} | {fmt(s['decode'])} | {fmt(s['generate'])} | {fmt(r['wall'])} | "
-                     f"{fmt(r['cpu'])} | {r['peak'] / 2**20:.0f} | {ratio} | {r['load_before']:.1f}→{r['load_after']:.1f} |")
+                     f"{fmt(r['cpu'])} | {r['peak'] / 2**20:.0f} | {ratio} | "
+                     f"{fmt(r['disk'] / 2**20 if r.get('disk') else None, 0)} | {fmt(r.get('image_diff'), 2)} "
+                     f"| {r['load_before']:.1f}→{r['load_after']:.1f} |")
     return "\n".join(lines)
 
 
@@ -257,24 +317,51 @@ def report(args, mode, rows, started):
     lines = [
         f"### {title}, {steps} steps (`run.py --{mode}`, {started})",
         "",
-        f"Machine: {machine()}.",
-        f"Same image for every engine: prompt \"{args.prompt}\", empty negative prompt, seed {args.seed}, guidance 4.5, "
+        wrap(f"Machine: {machine()}."),
+        "",
+        wrap(f"Same image for every engine: prompt \"{args.prompt}\", empty negative prompt, seed {args.seed}, guidance 4.5, "
         f"DPM-Solver++ (flow, Sana's release scheduler config), complex human instruction on, max sequence length "
         f"300; full-size random weights in the released configurations (Gemma-2-2B, DC-AE f32c32-sana-1.0, "
         f"the DiT from `models/configs/`), built by `tools/bench_e2e/make_checkpoints.py` in bf16. Each engine ran in "
         f"its own process, one after another, with all cores. \"End to end\" is the child's wall time from spawn to exit "
         f"(imports, weight loading, compilation, generation, PNG); \"generate\" excludes loading; \"CPU\" is the child's "
-        f"user + system time; peak RSS is the high-water mark of the child's process tree. The machine is shared "
-        f"(load average before→after each run in the last column), so only ratios within one run mean anything.",
+        f"user + system time; peak RSS is the high-water mark of the child's process tree; \"image mean abs diff\" is the "
+        f"mean |Δ| in 8-bit levels against diffusers float32's PNG (a same-image check). The machine is shared "
+        f"(load average before→after each run in the last column), so only ratios within one run mean anything."),
         "",
         table(rows, steps),
         "",
+        wrap(peer_notes(args, mode, rows)),
+        "",
         "Commands (run.py ran them in this order):",
         "",
-        f"    {args.python} tools/bench_e2e/run.py --{mode}" + (f" --steps {args.steps}" if args.steps else ""),
+        "    " + shlex.join([args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]),
         cmds,
     ]
     return "\n".join(lines)
+
+
+def peer_notes(args, mode, rows):
+    ov = {}
+    ir = os.path.join(args.cache, "openvino", f"{MODES[mode]['pipeline']}-int8", "export.json")
+    if os.path.exists(ir):
+        with open(ir) as f:
+            ov = json.load(f)
+    hint = next((r["stages"].get("inference_precision") for r in rows if r["engine"] == "openvino" and r.get("ok")),
+                "?")
+    return (
+        "OpenVINO: optimum-intel 2.2.0 does export Sana (`OVSanaPipeline`), but it pins transformers < 5.6 and "
+        "huggingface-hub < 1.22 and fails to import with the reference environment's transformers 5.24 (ImportError "
+        "in its modeling_visual_language), so installing it would have downgraded the shared environment. "
+        "`tools/bench_e2e/peers.py` does what its exporter does for Sana, with openvino "
+        f"{ov.get('openvino', '?').split('-')[0]} and nncf {ov.get('nncf', '?')} directly: each component loaded in "
+        "bf16 and made traceable with OpenVINO's 16-bit patch, `openvino.convert_model` with dynamic shapes (traced at "
+        "the benchmark size), `nncf.compress_weights` with optimum-intel's defaults (int8: INT8_ASYM per channel; "
+        "int4: INT4_ASYM, group 128, ratio 1.0, nncf's INT8_ASYM backup for the embedding), the three IRs compiled "
+        f"at load (CPU inference precision {hint}), driven by diffusers' own SanaPipeline code (same tokenizer, "
+        "scheduler and guidance as the PyTorch rows). The one-off conversions (`sana convert`, the OpenVINO export) "
+        "are not in the table. diffusers loads the bf16 checkpoint and casts to the row's dtype."
+    )
 
 
 def main():
@@ -294,6 +381,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per child")
     ap.add_argument("--prepare", action="store_true", help="build missing checkpoints, bundles and IRs first")
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"), help="'' to not write")
+    ap.add_argument("--reuse", action="append", default=[],
+                    help="results JSON of an earlier run of the same mode: its rows of engines not in --engines are "
+                         "kept (marked in the table)")
     args = ap.parse_args()
     mode = "small" if args.small else "full"
     m = MODES[mode]
@@ -303,9 +393,9 @@ def main():
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     os.makedirs(os.path.join(args.cache, "images"), exist_ok=True)
     rows = []
-    for item in args.engines.split(","):
+    for item in filter(None, args.engines.split(",")):
         engine, variant = item.split(":")
-        row = {"engine": engine, "variant": variant}
+        row = {"engine": engine, "variant": variant, "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
         rows.append(row)
         reason = missing_input(engine, variant, args, mode)
         if reason:
@@ -313,6 +403,8 @@ def main():
             log(f"{engine} {variant}: {reason}")
             continue
         png = os.path.join(args.cache, "images", f"{mode}-{engine}-{variant}.png")
+        row["image"] = png
+        row["disk"] = disk_bytes(engine, variant, args, mode)
         raw = run_child(command(engine, variant, args, mode, png), limit, args.timeout)
         stages = parse(engine, raw) if raw["exit"] == 0 else None
         row.update({k: raw[k] for k in ("wall", "cpu", "peak", "load_before", "load_after", "command", "exit")})
@@ -323,6 +415,10 @@ def main():
             row["status"] = failure(raw)
             row["stderr"] = raw["stderr"][-1500:]
             log(f"{engine} {variant}: {row['status']}")
+    rows = merge_reused(rows, args.reuse, mode)
+    for r in rows:
+        r.setdefault("disk", disk_bytes(r["engine"], r["variant"], args, mode))
+    compare_images(rows)
     text = report(args, mode, rows, started)
     print(text)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
