@@ -157,7 +157,10 @@ def build_tokenizer(path, force):
     raw = make_gemma.build_tokenizer(make_gemma.default_instruction())
     spec = json.loads(raw.to_str())
     vocab = spec["model"]["vocab"]
-    used = set(vocab.values()) | {t["id"] for t in spec["added_tokens"]}
+    # As in Gemma's tokenizer.json, every id is a vocabulary entry (added tokens included): ids are 0..<256000.
+    for t in spec["added_tokens"]:
+        vocab.setdefault(t["content"], t["id"])
+    used = set(vocab.values())
     free = (i for i in range(VOCAB) if i not in used)
     for k, i in enumerate(free):
         vocab[f"<unused{k}>"] = i
@@ -172,8 +175,9 @@ def build_tokenizer(path, force):
         if os.path.exists(os.path.join(path, extra)):
             os.remove(os.path.join(path, extra))
     n = len(AutoTokenizer.from_pretrained(path))
-    if n != VOCAB:
-        raise SystemExit(f"tokenizer has {n} entries, expected {VOCAB}")
+    ids = sorted(json.load(open(os.path.join(path, "tokenizer.json")))["model"]["vocab"].values())
+    if n != VOCAB or ids != list(range(VOCAB)):
+        raise SystemExit(f"tokenizer has {n} entries (vocabulary ids not 0..<{VOCAB}?), expected {VOCAB}")
     done(path)
 
 
