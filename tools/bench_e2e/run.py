@@ -107,6 +107,10 @@ def run_child(cmd, memory_limit, timeout):
             if peak > memory_limit and not killed:
                 killed = f"out of memory (> {memory_limit / 2**30:.1f} GiB, killed)"
                 os.killpg(proc.pid, signal.SIGKILL)
+            elif mem_available() < 512 * 2**20 and not killed:
+                # Other jobs share the machine: never push it into the kernel's OOM killer.
+                killed = f"out of memory (machine below 512 MiB available at {peak / 2**30:.1f} GiB, killed)"
+                os.killpg(proc.pid, signal.SIGKILL)
             elif time.time() - t0 > timeout and not killed:
                 killed = f"timed out (> {timeout:.0f} s, killed)"
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -333,6 +337,8 @@ def report(args, mode, rows, started):
         "",
         wrap(peer_notes(args, mode, rows)),
         "",
+        wrap(f"SanaEdge: `{args.sana}`" + (f" ({args.sana_note})" if args.sana_note else "") + "."),
+        "",
         "Commands (run.py ran them in this order):",
         "",
         "    " + shlex.join([args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]),
@@ -371,6 +377,7 @@ def main():
     mode.add_argument("--full", action="store_true", help="Sana-1.6B at 1024², 20 steps")
     ap.add_argument("--cache", default="/work/bench-cache", help="checkpoints, bundles, IRs and images (not in git)")
     ap.add_argument("--sana", default=os.path.join(ROOT, ".build", "release", "sana"))
+    ap.add_argument("--sana-note", default="", help="where the --sana binary comes from (printed under the table)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the peers")
     ap.add_argument("--engines", default=",".join(f"{e}:{v}" for e, v in ENGINES),
                     help="comma-separated engine:variant list (default: all)")
