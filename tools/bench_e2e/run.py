@@ -339,6 +339,10 @@ def report(args, mode, rows, started):
         "",
         wrap(f"SanaEdge: `{args.sana}`" + (f" ({args.sana_note})" if args.sana_note else "") + "."),
         "",
+        wrap("Targets of issue 8 (measured, not asserted): Sana-1.6B at 1024², 20 steps, int4 — end to end ≥ 2× faster "
+             "than the fastest peer, peak ≤ 1 GB (`run.py --full`); Sana-0.6B at 512², 20 steps, int8 — under 40 s end "
+             "to end on 2 cores (`run.py --small --steps 20 --engines sanaedge:int8`, on a quiet machine)."),
+        "",
         "Commands (run.py ran them in this order):",
         "",
         "    " + shlex.join([args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]),
