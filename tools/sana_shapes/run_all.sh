@@ -2,7 +2,7 @@
 # Sana-Shapes from a clean checkout: render the world, train the autoencoder and the DiT, export the diffusers
 # pipeline, convert it to bundles, draw the held-out grid with diffusers (float and with weights rounded as each
 # bundle stores them) and check it. Everything lands in out/sana-shapes (git-ignored) except the int8 demo bundle.
-#   bash tools/sana_shapes/run_all.sh                      # AE_MINUTES=10 DIT_MINUTES=35 THREADS=1 by default
+#   bash tools/sana_shapes/run_all.sh                      # AE_MINUTES=10 DIT_MINUTES=50 THREADS=1 by default
 # Training is resumable: rerunning with larger AE_MINUTES / DIT_MINUTES continues from out/sana-shapes/*_state.pt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,7 +12,7 @@ THREADS="${THREADS:-1}"
 "$PY" tools/sana_shapes/check_faithfulness.py --self-test
 [ -f "$OUT/dataset.npz" ] || "$PY" tools/sana_shapes/render_dataset.py --out "$OUT"
 "$PY" tools/sana_shapes/train_autoencoder.py --out "$OUT" --minutes "${AE_MINUTES:-10}" --threads "$THREADS"
-"$PY" tools/sana_shapes/train_dit.py --out "$OUT" --minutes "${DIT_MINUTES:-35}" --threads "$THREADS"
+"$PY" tools/sana_shapes/train_dit.py --out "$OUT" --minutes "${DIT_MINUTES:-50}" --threads "$THREADS"
 "$PY" tools/sana_shapes/export_pipeline.py --out "$OUT" --dest "$OUT/pipeline"
 swift build -c release --product sana
 for w in f32 bf16 int8 int4; do

@@ -3,7 +3,7 @@
 flow matching on the autoencoder's latents, conditioned on a small frozen Gemma-2 text encoder through exactly the
 prompt path SanaPipeline runs (complex human instruction on, 300 tokens, the same token selection).
 
-    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_dit.py [--minutes 40] [--threads 1]
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_dit.py [--minutes 50] [--threads 1]
 
 reads OUT/dataset.npz and OUT/vae/ (train_autoencoder.py); writes once OUT/tokenizer/, OUT/text_encoder/ and
 OUT/cache.pt (latents and prompt embeddings), then trains and writes OUT/dit_state.pt every 200 steps (model, EMA,
@@ -120,7 +120,7 @@ def prepare(out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="out/sana-shapes")
-    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--minutes", type=float, default=50.0)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps in total (0: only --minutes)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
