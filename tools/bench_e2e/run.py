@@ -278,7 +278,8 @@ def table(rows, steps):
     peers = [r for r in rows if r["engine"] != "sanaedge" and r.get("ok")]
     fastest = min((r["wall"] for r in peers), default=None)
     head = ("| engine | weights | encode prompt (s) | denoise (s) | per step (s) | decode (s) | generate (s) "
-            "| end to end (s) | CPU (s) | peak RSS (MiB) | end to end vs fastest peer | model on disk (MiB) "
+            "| end to end (s) | CPU (s) | peak RSS (MiB) | speed vs fastest peer (end to end; > 1 = faster) "
+            "| model on disk (MiB) "
             "| image mean abs diff | load avg |")
     lines = [head, "|" + "---|" * 14]
     for r in rows:
@@ -313,7 +314,7 @@ def write_section(path, text):
         f.write(doc)
 
 
-def report(args, mode, rows, started):
+def report(args, mode, rows, started, argv):
     m = MODES[mode]
     steps = args.steps or m["steps"]
     title = {"small": "Sana-0.6B (0.6B-512px config) at 512²", "full": "Sana-1.6B (1.6B-1024px config) at 1024²"}[mode]
@@ -345,7 +346,7 @@ def report(args, mode, rows, started):
         "",
         "Commands (run.py ran them in this order):",
         "",
-        "    " + shlex.join([args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]),
+        "    " + shlex.join(argv),
         cmds,
     ]
     return "\n".join(lines)
@@ -392,6 +393,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per child")
     ap.add_argument("--prepare", action="store_true", help="build missing checkpoints, bundles and IRs first")
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"), help="'' to not write")
+    ap.add_argument("--from-results", help="rewrite the report of a saved results JSON (no engine runs)")
     ap.add_argument("--reuse", action="append", default=[],
                     help="results JSON of an earlier run of the same mode: its rows of engines not in --engines are "
                          "kept (marked in the table)")
@@ -403,7 +405,12 @@ def main():
         prepare(args, mode)
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     os.makedirs(os.path.join(args.cache, "images"), exist_ok=True)
-    rows = []
+    rows, argv = [], [args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]
+    if args.from_results:
+        with open(args.from_results) as f:
+            saved = json.load(f)
+        rows, argv, started = saved["rows"], saved.get("argv", argv), saved.get("started", started)
+        args.engines = ""
     for item in filter(None, args.engines.split(",")):
         engine, variant = item.split(":")
         row = {"engine": engine, "variant": variant, "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
@@ -430,11 +437,11 @@ def main():
     for r in rows:
         r.setdefault("disk", disk_bytes(r["engine"], r["variant"], args, mode))
     compare_images(rows)
-    text = report(args, mode, rows, started)
+    text = report(args, mode, rows, started, argv)
     print(text)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     with open(os.path.join(args.cache, f"results-{mode}-{stamp}.json"), "w") as f:
-        json.dump({"mode": mode, "settings": m, "rows": rows}, f, indent=1)
+        json.dump({"mode": mode, "settings": m, "rows": rows, "argv": argv, "started": started}, f, indent=1)
     if args.doc:
         write_section(args.doc, text)
         log(f"wrote {args.doc} section '{SECTION}'")
