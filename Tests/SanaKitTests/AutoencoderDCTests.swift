@@ -13,7 +13,7 @@ final class AutoencoderDCTests: XCTestCase {
         let dir = Fixtures.path("dcae/\(name)")
         let config = try AutoencoderDCConfig.load(path: dir + "/config.json")
         let file = try SafetensorsFile(path: dir + "/weights.safetensors")
-        let source: WeightSource = type == .f32 ? file : try RepackedSource(file, as: type)
+        let source: WeightSource = type == .f32 ? file : repacked(file, as: type)
         return try AutoencoderDC(config: config, source: source, parts: parts)
     }
 
@@ -57,7 +57,7 @@ final class AutoencoderDCTests: XCTestCase {
             for name in Self.cases {
                 let dir = Fixtures.path("dcae/\(name)")
                 let config = try AutoencoderDCConfig.load(path: dir + "/config.json")
-                let src = RoundTrippedSource(try RepackedSource(try SafetensorsFile(path: dir + "/weights.safetensors"), as: type))
+                let src = RoundTrippedSource(repacked(try SafetensorsFile(path: dir + "/weights.safetensors"), as: type))
                 let ae = try AutoencoderDC(config: config, source: src)
                 let d = relativeMaxError(try ae.decode(try Fixtures.tensor("dcae/\(name)/decoder_input.npy")),
                                          try Fixtures.tensor("dcae/\(name)/decoder_output.npy"))
@@ -261,21 +261,10 @@ final class AutoencoderDCTilingTests: XCTestCase {
     }
 }
 
-/// Re-packs every ≥ 2-D floating weight (conv and linear weights) of a source as int8 / int4, in memory;
-/// 1-D tensors (norms, biases, running statistics) stay as they are.
-private struct RepackedSource: WeightSource {
-    let base: WeightSource
-    let type: StorageType
-    init(_ base: WeightSource, as type: StorageType) throws {
-        self.base = base
-        self.type = type
-    }
-    var tensorNames: Set<String> { base.tensorNames }
-    func tensor(_ name: String) throws -> StoredTensor {
-        let t = try base.tensor(name)
-        guard t.shape.count >= 2 else { return t }
-        return .pack(name: name, shape: t.shape, values: t.floats(), as: type)
-    }
+/// Re-packs every ≥ 2-D weight (conv and linear weights, depthwise included) of a source in memory; 1-D tensors
+/// (norms, biases, running statistics) stay as they are.
+private func repacked(_ base: WeightSource, as type: StorageType) -> WeightSource {
+    QuantizedWeightSource(base, as: type, where: { _, shape in shape.count >= 2 })
 }
 
 private struct RoundTrippedSource: WeightSource {
