@@ -96,6 +96,25 @@ public final class SanaBundle: @unchecked Sendable {
         self.index = try Self.validate(header, path: path, dataLength: dataLength)
     }
 
+    /// The bundle being written at `path` (BundleWriter's temporary file, preamble not yet written): the first
+    /// `dataLength` bytes of the data section, described by `header`, validated as at open. Used to compute derived
+    /// components from the stored weights during conversion (DerivedComponent.swift).
+    init(unfinished path: String, header: BundleHeader, dataLength: Int) throws {
+        self.path = path
+        do {
+            file = try MappedFile(path: path)
+        } catch {
+            throw BundleError.cannotOpen(path: path, reason: error.reason)
+        }
+        guard file.size == BundleFormat.preambleSize + dataLength else {
+            throw BundleError.truncated(path: path, expected: "\(BundleFormat.preambleSize + dataLength)", actual: file.size)
+        }
+        self.dataOffset = BundleFormat.preambleSize
+        self.dataLength = dataLength
+        self.header = header
+        self.index = try Self.validate(header, path: path, dataLength: dataLength)
+    }
+
     private static func describe(_ e: DecodingError) -> String {
         switch e {
         case let .keyNotFound(k, c): return "missing '\(k.stringValue)' at \(c.codingPath.map(\.stringValue).joined(separator: "."))"

@@ -39,6 +39,13 @@ public struct ComponentRecord: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case className = "class_name", library, config, sourceBytes = "source_bytes"
     }
+
+    public init(className: String, library: String, config: String, sourceBytes: Int) {
+        self.className = className
+        self.library = library
+        self.config = config
+        self.sourceBytes = sourceBytes
+    }
 }
 
 public struct SchedulerRecord: Codable, Sendable {

@@ -13,6 +13,9 @@ public struct ConversionOptions: Sendable {
     public var chunkElements = 4 << 20
     public var frameElements = 1 << 20
     public var zstdLevel: Int32 = 3
+    /// Components computed from the stored weights while converting (e.g. the text encoder's instruction prefix
+    /// cache), each written right after the component it derives from.
+    public var derived: [DerivedComponent] = []
     /// Test hook: fail after writing this many tensor frames (to test that a failed conversion leaves nothing).
     var faultAfterFrames: Int?
 
@@ -31,6 +34,8 @@ public struct ConversionReport: Sendable {
     public var tensors: [Tensor] = []
     public var sourceBytes = 0
     public var bundleBytes = 0
+    /// Derived components written: name, tensor count, stored bytes.
+    public var derived: [(name: String, tensors: Int, storedBytes: Int)] = []
 }
 
 public enum Converter {
@@ -194,9 +199,49 @@ public enum Converter {
             var frames: [FrameRecord] = []
             var sse = 0.0, ss = 0.0
             var writtenFrames = 0
+            var comps: [String: ComponentRecord] = [:]
+            for (name, c) in pipeline.components {
+                comps[name] = ComponentRecord(className: c.className, library: c.library, config: c.configText,
+                                              sourceBytes: c.weights.sourceBytes)
+            }
+            func header(_ tensors: [TensorRecord]) -> BundleHeader {
+                BundleHeader(
+                    format: "sana-bundle", version: Int(BundleFormat.version), alignment: BundleFormat.alignment,
+                    converter: "sana convert 1, zstd \(Zstd.versionString), level \(options.zstdLevel)",
+                    modelIndex: pipeline.modelIndexText, components: comps,
+                    scheduler: SchedulerRecord(className: pipeline.schedulerClass, config: pipeline.schedulerText),
+                    tokenizer: tokenizer, quantization: policy, sourceBytes: comps.values.reduce(0) { $0 + $1.sourceBytes },
+                    storageLayout: StorageLayout.current, tensors: tensors)
+            }
+            /// Runs the derived components of `component` on the bundle written so far.
+            func derive(after component: String) throws {
+                for d in options.derived where d.after == component {
+                    guard comps[d.name] == nil, !BundleFormat.components.contains(d.name) else {
+                        throw PipelineError.inconsistent(path: output, reason: "derived component '\(d.name)' clashes with a component")
+                    }
+                    let unfinished = try SanaBundle(unfinished: writer.temporaryPath, header: header(records),
+                                                    dataLength: writer.dataLength)
+                    let out = DerivedTensorWriter(component: d.name, writer: writer, policy: policy, zstd: zstd[0].value)
+                    guard var record = try d.compute(unfinished, out) else {
+                        guard out.records.isEmpty else {
+                            throw PipelineError.inconsistent(path: output, reason: "derived component '\(d.name)' wrote tensors but no record")
+                        }
+                        continue
+                    }
+                    record.sourceBytes = 0
+                    comps[d.name] = record
+                    records += out.records
+                    report.derived.append((d.name, out.records.count, out.storedBytes))
+                }
+            }
             var start = 0
             while start < units.count {
-                let batch = Array(units[start ..< min(units.count, start + options.threads)])
+                // A batch stays inside one component, so derived components run when theirs is complete.
+                var end = min(units.count, start + options.threads)
+                if let cut = units[start ..< end].firstIndex(where: { items[$0.0].component != items[units[start].0].component }) {
+                    end = cut
+                }
+                let batch = Array(units[start ..< end])
                 let results = Box([FrameResult](repeating: FrameResult(), count: batch.count))
                 let lock = NSLock()
                 let itemsRef = items
@@ -240,22 +285,11 @@ public enum Converter {
                     ss = 0
                 }
                 start += batch.count
+                let last = items[batch[batch.count - 1].0].component
+                if start == units.count || items[units[start].0].component != last { try derive(after: last) }
             }
-            var comps: [String: ComponentRecord] = [:]
-            for (name, c) in pipeline.components {
-                comps[name] = ComponentRecord(className: c.className, library: c.library, config: c.configText,
-                                              sourceBytes: c.weights.sourceBytes)
-            }
-            let source = comps.values.reduce(0) { $0 + $1.sourceBytes }
-            let header = BundleHeader(
-                format: "sana-bundle", version: Int(BundleFormat.version), alignment: BundleFormat.alignment,
-                converter: "sana convert 1, zstd \(Zstd.versionString), level \(options.zstdLevel)",
-                modelIndex: pipeline.modelIndexText, components: comps,
-                scheduler: SchedulerRecord(className: pipeline.schedulerClass, config: pipeline.schedulerText),
-                tokenizer: tokenizer, quantization: policy, sourceBytes: source, storageLayout: StorageLayout.current,
-                tensors: records)
-            try writer.finish(header: header)
-            report.sourceBytes = source
+            try writer.finish(header: header(records))
+            report.sourceBytes = comps.values.reduce(0) { $0 + $1.sourceBytes }
             report.bundleBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
             return report
         } catch {

@@ -1,7 +1,8 @@
-// `sana convert DIFFUSERS_DIR --output BUNDLE [--weights f32|f16|bf16|int8|int4]` (docs/FORMAT.md).
+// `sana convert DIFFUSERS_DIR --output BUNDLE [--weights f32|f16|bf16|int8|int4] [--no-prefix-cache]` (docs/FORMAT.md).
 import ArgumentParser
 import Foundation
 import SanaFormat
+import SanaKit
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +29,9 @@ struct Convert: ParsableCommand {
     @Flag(help: "Print the quantization error of every tensor (default: the worst ten).")
     var allErrors = false
 
+    @Flag(help: "Do not store the complex human instruction's prefix cache (then `generate` computes it on first use).")
+    var noPrefixCache = false
+
     func validate() throws {
         guard StorageType(name: weights) != nil else {
             throw ValidationError("--weights must be one of \(StorageType.allCases.map(\.name).joined(separator: ", "))")
@@ -40,6 +44,7 @@ struct Convert: ParsableCommand {
         if let threads { options.threads = max(1, threads) }
         options.zstdLevel = zstdLevel
         options.minElements = minElements
+        if !noPrefixCache { options.derived = [Self.timed(Gemma2PrefixCache.derivedComponent())] }
         let progress = Progress(enabled: isatty(2) != 0)
         let report = try Converter.convert(pipelinePath: directory, output: output, options: options) { done, total, name in
             progress.update(done, total, name)
@@ -61,6 +66,18 @@ struct Convert: ParsableCommand {
             }
         }
         print("peak memory: \(formatBytes(peakResidentBytes()))")
+    }
+
+    /// `d`, printing what computing it cost: wall and CPU time, stored size, and the peak memory before and after.
+    static func timed(_ d: DerivedComponent) -> DerivedComponent {
+        DerivedComponent(name: d.name, after: d.after) { bundle, out in
+            let t0 = Date(), c0 = processCPUSeconds(), p0 = peakResidentBytes()
+            let record = try d.compute(bundle, out)
+            print("\(d.name): \(out.records.count) tensors, \(formatBytes(out.storedBytes)) stored, computed in "
+                + String(format: "%.1f s (CPU %.1f s)", Date().timeIntervalSince(t0), processCPUSeconds() - c0)
+                + "; peak memory \(formatBytes(p0)) before, \(formatBytes(peakResidentBytes())) after")
+            return record
+        }
     }
 }
 

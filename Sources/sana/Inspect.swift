@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import SanaFormat
+import SanaKit
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,6 +57,12 @@ struct Inspect: ParsableCommand {
             perComponent[t.component, default: (0, 0)].count += 1
             perComponent[t.component, default: (0, 0)].stored += t.storedBytes
         }
+        // The instruction's prefix cache stored at conversion (docs/FORMAT.md "Derived components").
+        let prefixCache = h.components[Gemma2PrefixCache.componentName].map { c in
+            (stored: perComponent[Gemma2PrefixCache.componentName]?.stored ?? 0,
+             floats: h.tensors.filter { $0.component == Gemma2PrefixCache.componentName }.reduce(0) { $0 + $1.bytes },
+             config: try? JSONDecoder().decode(Gemma2PrefixCache.StoredConfig.self, from: Data(c.config.utf8)))
+        }
         let ratio = b.fileSize > 0 ? Double(h.sourceBytes) / Double(b.fileSize) : 0
         let worst = h.tensors.filter { $0.relRMS > 0 }.sorted { $0.relRMS > $1.relRMS }.prefix(5)
 
@@ -79,6 +86,10 @@ struct Inspect: ParsableCommand {
                 },
             ]
             if let v = verified { out["verified"] = ["frames": v.frames, "bytes": v.bytes] }
+            if let p = prefixCache {
+                out["prefix_cache"] = ["tokens": p.config?.ids.count ?? 0, "bytes": p.floats, "stored_bytes": p.stored,
+                                       "instruction": p.config?.instruction ?? ""] as [String: Any]
+            }
             let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -92,6 +103,12 @@ struct Inspect: ParsableCommand {
             let pc = perComponent[name] ?? (0, 0)
             print("  \(name.padding(13)) \(c.className.padding(24)) \(String(pc.count).leftPad(5)) tensors \(formatBytes(pc.stored).leftPad(10))  "
                 + Self.brief(c.config, Self.briefKeys[name] ?? []))
+        }
+        if let p = prefixCache {
+            let tokens = p.config.map { "\($0.ids.count) tokens" } ?? "unreadable config"
+            let first = p.config.map { $0.instruction.prefix(40).replacingOccurrences(of: "\n", with: " ") } ?? ""
+            print("  \("prefix cache".padding(13)) \(tokens) of the instruction (\"\(first)…\"), "
+                + "\(formatBytes(p.floats)) float32, \(formatBytes(p.stored)) stored")
         }
         print("  \("scheduler".padding(13)) \(h.scheduler.className)  " + Self.brief(h.scheduler.config, Self.briefKeys["scheduler"] ?? []))
         print("  \("tokenizer".padding(13)) " + h.tokenizer.sorted { $0.key < $1.key }.map { "\($0.key) (\(formatBytes($0.value.bytes)))" }.joined(separator: ", "))

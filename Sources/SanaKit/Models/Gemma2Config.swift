@@ -124,12 +124,17 @@ public struct Gemma2Config: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelError.badInput("Gemma2: cannot read \(path)")
         }
+        return try decode(data, origin: path)
+    }
+
+    /// Decodes (does not validate) config.json bytes; `origin` names them in errors.
+    public static func decode(_ data: Data, origin: String) throws -> Gemma2Config {
         do {
             return try JSONDecoder().decode(Gemma2Config.self, from: data)
         } catch let e as ModelError {
             throw e
         } catch {
-            throw ModelError.unsupportedConfig(component: "Gemma2", reason: "\(path): \(error)")
+            throw ModelError.unsupportedConfig(component: "Gemma2", reason: "\(origin): \(error)")
         }
     }
 

@@ -3,7 +3,8 @@
 // tokenize padded/truncated to max_length_all = n_instruction_tokens + max_sequence_length − 2, encode with Gemma-2,
 // then keep the first token and the last max_sequence_length − 1 (select_index = [0] + range(−msl + 1, 0)).
 // The negative prompt is encoded without the instruction at max_sequence_length and without selection.
-// The instruction's encoder state is computed once and reused (Gemma2PrefixCache).
+// The instruction's encoder state is computed once and reused (Gemma2PrefixCache), or read from the bundle when
+// `sana convert` stored it (Gemma2PrefixCache+Bundle.swift).
 import Foundation
 
 public final class SanaPromptEncoder {
@@ -25,16 +26,24 @@ public final class SanaPromptEncoder {
     public let maxSequenceLength: Int
     /// Lines of the instruction, or nil to encode prompts without one (complex_human_instruction=None).
     public let instruction: [String]?
+    /// A cache stored in the bundle (computed at conversion); used only for an instruction with exactly its ids.
+    public let storedPrefixCache: StoredPrefixCache?
     private var cache: Gemma2PrefixCache?
 
+    /// Where the instruction's prefix cache came from, once `prefixCache()` has run.
+    public enum PrefixCacheOrigin: Sendable { case computed, stored }
+    public private(set) var prefixCacheOrigin: PrefixCacheOrigin?
+
     public init(tokenizer: GemmaTokenizer, encoder: Gemma2Model, maxSequenceLength: Int = 300,
-                instruction: [String]? = SanaPromptEncoder.defaultComplexHumanInstruction) throws {
+                instruction: [String]? = SanaPromptEncoder.defaultComplexHumanInstruction,
+                storedPrefixCache: StoredPrefixCache? = nil) throws {
         guard maxSequenceLength >= 2 else { throw ModelError.badInput("max_sequence_length \(maxSequenceLength) must be at least 2") }
         self.tokenizer = tokenizer
         self.encoder = encoder
         self.maxSequenceLength = maxSequenceLength
         // An empty list means no instruction in the reference (`if not complex_human_instruction`).
         self.instruction = (instruction?.isEmpty ?? true) ? nil : instruction
+        self.storedPrefixCache = storedPrefixCache
     }
 
     /// Embeddings [B, L, C] and attention mask [B][L] of encoded prompts.
@@ -46,11 +55,21 @@ public final class SanaPromptEncoder {
     /// The instruction text prepended to every prompt ("\n"-joined lines).
     public var instructionText: String? { instruction?.joined(separator: "\n") }
 
-    /// The instruction's encoder state: computed on first use, or ahead of time by calling this.
+    /// The instruction's encoder state: read from the stored cache when its ids are exactly the instruction's (and
+    /// it was made for this encoder's config), else computed; on first use, or ahead of time by calling this. A
+    /// damaged stored cache is an error (BundleError naming its tensor), not a silent recomputation.
     public func prefixCache() throws -> Gemma2PrefixCache? {
         guard let text = instructionText else { return nil }
         if let cache { return cache }
-        let made = try encoder.makePrefixCache(ids: tokenizer.encode(text))
+        let ids = tokenizer.encode(text)
+        let made: Gemma2PrefixCache
+        if let stored = storedPrefixCache, stored.ids == ids, stored.config == encoder.config {
+            made = try stored.load()
+            prefixCacheOrigin = .stored
+        } else {
+            made = try encoder.makePrefixCache(ids: ids)
+            prefixCacheOrigin = .computed
+        }
         cache = made
         return made
     }

@@ -117,6 +117,8 @@ struct BundleEmbeddingReader: EmbeddingRowReader {
 final class BundleTextEncoder: TextEncoding {
     let tokenizer: GemmaTokenizer
     let model: Gemma2Model
+    /// The instruction's prefix cache stored at conversion, if the bundle has one (header checked, not yet read).
+    let storedPrefixCache: StoredPrefixCache?
     private var encoders: [String: SanaPromptEncoder] = [:]
 
     init(bundle: SanaBundle, config: Gemma2Config) throws {
@@ -127,6 +129,7 @@ final class BundleTextEncoder: TextEncoding {
         let embedding = try BundleEmbeddingReader(component: source, name: "embed_tokens.weight",
                                                   shape: [config.vocabSize, config.hiddenSize])
         model = try Gemma2Model(config: config, source: source, embedding: embedding)
+        storedPrefixCache = try Gemma2PrefixCache.stored(in: bundle, config: config)
     }
 
     func encode(prompts: [String], negativePrompts: [String]?, maxSequenceLength: Int, complexHumanInstruction: Bool)
@@ -134,7 +137,8 @@ final class BundleTextEncoder: TextEncoding {
         let key = "\(maxSequenceLength) \(complexHumanInstruction)"
         let encoder = try encoders[key] ?? SanaPromptEncoder(
             tokenizer: tokenizer, encoder: model, maxSequenceLength: maxSequenceLength,
-            instruction: complexHumanInstruction ? SanaPromptEncoder.defaultComplexHumanInstruction : nil)
+            instruction: complexHumanInstruction ? SanaPromptEncoder.defaultComplexHumanInstruction : nil,
+            storedPrefixCache: storedPrefixCache)
         encoders[key] = encoder
         let (pos, neg) = try encoder.encode(prompts: prompts, negativePrompts: negativePrompts ?? [])
         func embeddings(_ o: SanaPromptEncoder.Output) -> PromptEmbeddings {
