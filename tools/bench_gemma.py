@@ -12,6 +12,14 @@ positions (its default; padded rows are never used downstream) and reports three
 prefix cache, building the instruction's cache, a prompt with it. Peak RSS: each process's ru_maxrss (wait4).
 
     ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_gemma.py --types int4,int8,f32 --torch bfloat16,float32
+
+With --bundle B --pipeline P: a fresh process's text-encoder stage on a real bundle (`sana bench gemma --bundle`: open
+the bundle, parse its tokenizer, encode the prompt with the instruction and the empty negative prompt, with the prefix
+cache stored in the bundle, then computing it) against diffusers' SanaPipeline.encode_prompt on P (the directory B was
+converted from: same tokenizer, same weights in bf16), one process per case:
+
+    ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_gemma.py --torch bfloat16 \
+        --bundle /work/bench-cache/bundles/sana-0.6b-512-int4-prefix.sana --pipeline /work/bench-cache/pipelines/sana-0.6b-512
 """
 import argparse
 import json
@@ -63,6 +71,71 @@ def torch_case(dtype, instruction, prompt, msl, warmup):
                       "peak_rss_mib": benchlib.status_kib("VmHWM") >> 10, "max_abs": float(out.float().abs().max())}))
 
 
+def pipeline_case(pipeline, dtype, prompt, msl, warmup):
+    """Runs in the child: diffusers SanaPipeline.encode_prompt as the pipeline calls it (classifier-free guidance, the
+    default complex human instruction, the empty negative prompt) with the pipeline directory's tokenizer and Gemma-2
+    text encoder loaded in `dtype` (eager attention); loading is not timed, `warmup` encodes run before the timed one."""
+    import inspect
+
+    import torch
+    from diffusers import SanaPipeline
+    from transformers import AutoTokenizer, Gemma2Model
+
+    torch.set_num_threads(2)
+    dt = getattr(torch, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(pipeline, "tokenizer"))
+    model = Gemma2Model.from_pretrained(os.path.join(pipeline, "text_encoder"), torch_dtype=dt,
+                                        attn_implementation="eager").eval()
+    pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=model, vae=None, transformer=None, scheduler=None)
+    chi = inspect.signature(SanaPipeline.__call__).parameters["complex_human_instruction"].default
+    times = []
+    with torch.no_grad():
+        for _ in range(warmup + 1):
+            t0, c0 = time.time(), time.process_time()
+            pe, pm, ne, nm = pipe.encode_prompt(prompt, True, negative_prompt="", device=torch.device("cpu"),
+                                                max_sequence_length=msl, complex_human_instruction=chi)
+            times.append(time.time() - t0)
+            cpu = time.process_time() - c0
+    n_chi = len(tokenizer("\n".join(chi)).input_ids)
+    print(json.dumps({"impl": "pytorch", "mode": "encode_prompt", "weights": dtype, "threads": torch.get_num_threads(),
+                      "warmup": warmup, "instruction_tokens": n_chi, "length_all": n_chi + msl - 2,
+                      "valid_selected": int(pm.sum()), "encode_s": round(times[-1], 3), "encode_cpu_s": round(cpu, 3),
+                      "first_encode_s": round(times[0], 3), "peak_rss_mib": benchlib.status_kib("VmHWM") >> 10,
+                      "max_abs": float(max(pe.float().abs().max(), ne.float().abs().max()))}))
+
+
+def bundle_main(args):
+    """--bundle: a fresh process's text-encoder stage on a real bundle (stored prefix cache, and computed), against
+    diffusers' encode_prompt on the pipeline directory the bundle was converted from, one process per case."""
+    print(f"# {benchlib.machine()}; load average before: {os.getloadavg()}", flush=True)
+    sana = os.path.join(ROOT, ".build", "release", "sana")
+    rows = []
+    for flags in [[], ["--no-stored-cache"]]:
+        cmd = [sana, "bench", "gemma", "--bundle", args.bundle, "--prompt", args.prompt, "--threads", "2",
+               "--max-sequence-length", str(args.max_sequence_length)] + flags
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    for dtype in [t for t in args.torch.split(",") if t]:
+        cmd = [sys.executable, os.path.abspath(__file__), "--pipeline-child", args.pipeline, dtype, str(args.warmup),
+               "--prompt", args.prompt, "--max-sequence-length", str(args.max_sequence_length)]
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    ref = next(((r["encode_s"], r["encode_cpu_s"]) for r, *_ in rows if r["impl"] == "pytorch" and r["weights"] == "bfloat16"), None)
+    vs = lambda s, i: f"{ref[i] / s:.1f}×" if ref else "–"  # noqa: E731
+    print(f"\nFresh process, text-encoder stage, {os.path.basename(args.bundle)} vs {args.pipeline}, prompt {args.prompt!r}, 2 threads")
+    print("| implementation | prefix cache | timed | s (CPU s) | vs PyTorch bf16 wall (CPU) | process wall s | peak RSS MiB "
+          "| load 1-min before/after |")
+    print("|---|---|---|---:|---:|---:|---:|---|")
+    for r, wall, rss, lb, la in rows:
+        if r["impl"] == "pytorch":
+            print(f"| PyTorch {r['weights']} | – | encode_prompt ({r['warmup']} warm-up) | {r['encode_s']:.2f} ({r['encode_cpu_s']:.2f}) "
+                  f"| 1.0× (1.0×) | {wall:.1f} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+        else:
+            print(f"| SanaEdge | {r['prefix_cache']} | open + encode | {r['stage_s']:.2f} ({r['stage_cpu_s']:.2f}) "
+                  f"| {vs(r['stage_s'], 0)} ({vs(r['stage_cpu_s'], 1)}) | {wall:.1f} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--types", default="int4,int8,f32", help="SanaEdge storage types, comma-separated")
@@ -71,8 +144,20 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=20)
     ap.add_argument("--max-sequence-length", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=1, help="PyTorch warm-up encodes before the timed one")
+    ap.add_argument("--bundle", help="a bundle: time a fresh process's text-encoder stage on it (see bundle_main)")
+    ap.add_argument("--pipeline", help="with --bundle: the diffusers directory it was converted from (PyTorch side)")
+    ap.add_argument("--prompt", default="a small fluffy white cat sleeping peacefully on a warm sunny windowsill")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pipeline_child:
+        pipeline_case(args.pipeline_child[0], args.pipeline_child[1], args.prompt, args.max_sequence_length,
+                      int(args.pipeline_child[2]))
+        return 0
+    if args.bundle:
+        if not args.pipeline:
+            ap.error("--bundle needs --pipeline (the PyTorch side)")
+        return bundle_main(args)
     counts = ["--instruction-tokens", str(args.instruction_tokens), "--prompt-tokens", str(args.prompt_tokens),
               "--max-sequence-length", str(args.max_sequence_length)]
     if args.child:

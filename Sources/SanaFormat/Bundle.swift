@@ -1,6 +1,7 @@
 // Bundle reader (docs/FORMAT.md). Trusts nothing: the preamble, header and every record are validated at open,
 // each frame's checksum and size when it is read; every failure is a BundleError naming what was wrong.
 // The file is memory-mapped; only the frames asked for are decompressed, and their pages are released afterwards.
+import Dispatch
 import Foundation
 
 public enum BundleError: Error, CustomStringConvertible, Equatable {
@@ -283,15 +284,24 @@ public final class BundleComponent: WeightSource, @unchecked Sendable {
         let type = t.storageType ?? .f32
         var bytes = [UInt8](repeating: 0, count: t.bytes)
         try bytes.withUnsafeMutableBytes { dst in
-            for k in t.frames.indices {
+            let out = UnsafeDestination(buffer: dst)
+            let frame = { @Sendable [self] (k: Int) throws in
                 // Frame k holds rows [lo, hi); chunk starts are multiples of the row block (validated at open), so
                 // its bytes start where a packed matrix of `lo` rows ends.
                 let rows = t.frameRows(k)
                 let start = rows.lowerBound == 0 ? 0 : type.matrixBytes(rows: rows.lowerBound, cols: t.cols) ?? 0
                 let size = type.matrixBytes(rows: rows.count, cols: t.cols) ?? 0
-                let part = UnsafeMutableRawBufferPointer(rebasing: dst[start ..< start + size])
+                let part = UnsafeMutableRawBufferPointer(rebasing: out.buffer[start ..< start + size])
                 try bundle.decompress(t.frames[k], into: part, what: "\(name)/\(t.name) frame \(k)")
             }
+            guard t.frames.count > 1 else { return try frame(0) }
+            // Row chunks are independent frames writing disjoint byte ranges: decompress them on all cores (a
+            // fresh process streaming Gemma-2's layers spends most of its time here).
+            let errors = LockedErrors()
+            DispatchQueue.concurrentPerform(iterations: t.frames.count) { k in
+                do { try frame(k) } catch { errors.record(k, error) }
+            }
+            if let first = errors.first { throw first }
         }
         return StoredTensor(name: t.name, shape: t.shape, type: type, bytes: bytes)
     }
@@ -341,4 +351,18 @@ public struct TensorGroup: WeightSource {
         guard let t = tensors[name] else { throw SafetensorsError.missingTensor(name: name) }
         return t
     }
+}
+
+/// A destination buffer shared by workers that write disjoint ranges of it.
+private struct UnsafeDestination: @unchecked Sendable {
+    let buffer: UnsafeMutableRawBufferPointer
+}
+
+/// Errors of concurrent frame reads; the one of the lowest frame index is reported, so errors are deterministic.
+private final class LockedErrors: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [(Int, Error)] = []
+
+    func record(_ k: Int, _ e: Error) { lock.withLock { errors.append((k, e)) } }
+    var first: Error? { lock.withLock { errors.min { $0.0 < $1.0 }?.1 } }
 }

@@ -11,6 +11,10 @@ import SanaKit
 /// tokenizer is not available here); only their count matters for speed and memory. Three timed phases, one process:
 /// the prompt without the prefix cache, building the instruction's prefix cache, and the prompt with the cache.
 /// Prints one JSON line. Driven by tools/bench_gemma.py (PyTorch in the same run); figures in docs/BENCHMARKS.md.
+///
+/// With `--bundle`: a fresh process's text-encoder stage as `sana generate` runs it on a real bundle: open the bundle,
+/// parse its tokenizer, then encode `--prompt` (with the instruction) and the empty negative prompt, using the
+/// instruction's prefix cache stored in the bundle (or computing it, with `--no-stored-cache`).
 struct BenchGemma: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gemma",
                                                     abstract: "Time encoding one prompt with Gemma-2 and report peak memory.")
@@ -24,8 +28,14 @@ struct BenchGemma: ParsableCommand {
     @Option(help: "Threads (default: all cores).") var threads: Int?
     @Flag(help: "Also compute the padded positions, as the reference does (like-for-like; not the default).")
     var padded = false
+    @Option(help: "A bundle: time its text-encoder stage (real tokenizer and weights) instead of synthetic weights.")
+    var bundle: String?
+    @Option(help: "The prompt, with --bundle.") var prompt = "a small fluffy white cat sleeping peacefully on a warm sunny windowsill"
+    @Flag(help: "With --bundle: ignore the bundle's stored prefix cache (compute it, as for an older bundle).")
+    var noStoredCache = false
 
     func run() throws {
+        if let bundle { return try runBundle(bundle) }
         guard let type = StorageType(name: weights) else { throw ValidationError("unknown storage type \(weights)") }
         var cfg = try Gemma2Config.load(path: config)
         if let layers {
@@ -81,6 +91,35 @@ struct BenchGemma: ParsableCommand {
             "encode_cached_s": \(String(format: "%.3f", cachedSeconds)), \
             "encode_cached_cpu_s": \(String(format: "%.3f", cachedCPU)), "peak_rss_cached_mib": \(cachedPeak >> 20), \
             "cached_vs_plain_max_abs_diff": \(diff), "max_abs": \(plain[0].maxAbs)}
+            """)
+    }
+
+    /// The text-encoder stage of a fresh process on a real bundle (see the type's comment).
+    func runBundle(_ path: String) throws {
+        let t = threads ?? Int(sana_get_threads())
+        sana_set_threads(Int32(t))
+        OpenBLAS.setThreads(t)
+        let t0 = Date(), c0 = processCPUSeconds()
+        let encoder = try SanaPromptEncoder(bundle: SanaBundle(path: path), maxSequenceLength: maxSequenceLength,
+                                            storedPrefixCache: !noStoredCache)
+        let openSeconds = Date().timeIntervalSince(t0), openCPU = processCPUSeconds() - c0
+        let t1 = Date(), c1 = processCPUSeconds()
+        let (positive, negative) = try encoder.encode(prompts: [prompt], negativePrompts: [""])
+        let encodeSeconds = Date().timeIntervalSince(t1), encodeCPU = processCPUSeconds() - c1
+        let instruction = encoder.instructionText.map { encoder.tokenizer.encode($0).count } ?? 0
+        let valid = positive.mask[0].reduce(0, +)
+        let origin = encoder.prefixCacheOrigin.map { "\($0)" } ?? "none"
+        func fmt(_ x: Double) -> String { String(format: "%.3f", x) }
+        print("""
+            {"impl": "sanaedge", "mode": "bundle", "bundle": "\(path)", "threads": \(t), \
+            "kernels": "\(String(cString: sana_kernel_family()))", "prefix_cache": "\(origin)", \
+            "instruction_tokens": \(instruction), "prompt_tokens": \(encoder.tokenizer.encode(SanaPromptEncoder.preprocess(prompt), addSpecialTokens: false).count), \
+            "valid_selected": \(valid), "length_all": \(instruction + maxSequenceLength - 2), \
+            "open_s": \(fmt(openSeconds)), "open_cpu_s": \(fmt(openCPU)), \
+            "encode_s": \(fmt(encodeSeconds)), "encode_cpu_s": \(fmt(encodeCPU)), \
+            "stage_s": \(fmt(openSeconds + encodeSeconds)), "stage_cpu_s": \(fmt(openCPU + encodeCPU)), \
+            "process_cpu_s": \(fmt(processCPUSeconds())), "peak_rss_mib": \(Memory.residentBytes().peak >> 20), \
+            "max_abs": \(max(positive.embeds.maxAbs, negative.embeds.maxAbs))}
             """)
     }
 }

@@ -46,14 +46,10 @@ final class PrefixCacheBundleTests: XCTestCase {
         try bundle("plain-\(weights.name)", weights, derived: [])
     }
 
-    /// The prompt encoder of a bundle as BundleTextEncoder builds it.
+    /// The prompt encoder of a bundle as `sana generate` builds it.
     func encoder(_ path: String, instruction: [String]? = SanaPromptEncoder.defaultComplexHumanInstruction,
                  msl: Int = 300) throws -> SanaPromptEncoder {
-        let bundle = try SanaBundle(path: path)
-        let config = try Gemma2Config.decode(bundle.config("text_encoder"), origin: path)
-        let text = try BundleTextEncoder(bundle: bundle, config: config)
-        return try SanaPromptEncoder(tokenizer: text.tokenizer, encoder: text.model, maxSequenceLength: msl,
-                                     instruction: instruction, storedPrefixCache: text.storedPrefixCache)
+        try SanaPromptEncoder(bundle: SanaBundle(path: path), maxSequenceLength: msl, instruction: instruction)
     }
 
     /// diffusers' prompt_embeds [2, 300, C] of the sana10_chi case (negative first), padded rows zeroed as ours are.
@@ -179,6 +175,20 @@ final class PrefixCacheBundleTests: XCTestCase {
                 return XCTFail("\(error)")
             }
         }
+    }
+
+    func testMemoryPlanCountsTheStoredCache() throws {
+        var r = GenerationRequest(prompt: "a fox")
+        (r.width, r.height) = (64, 64)
+        let stored = try BundleModels(bundle: SanaBundle(path: Self.withCache(.f32)), memoryBudget: nil, baseline: 0).plan
+        let computed = try BundleModels(bundle: SanaBundle(path: Self.withoutCache(.f32)), memoryBudget: nil, baseline: 0).plan
+        let tokens = try encoder(Self.withCache(.f32)).storedPrefixCache?.ids.count
+        XCTAssertEqual(stored.storedPrefixTokens, tokens)
+        XCTAssertNil(computed.storedPrefixTokens)
+        // The instruction's rows are read, not computed: fewer activations than the byte-count upper bound.
+        XCTAssertLessThan(stored.encodeBytes(r).activations, computed.encodeBytes(r).activations)
+        r.complexHumanInstruction = false
+        XCTAssertEqual(stored.encodeBytes(r).activations, computed.encodeBytes(r).activations)
     }
 
     func testFailingComputationLeavesNoBundle() throws {

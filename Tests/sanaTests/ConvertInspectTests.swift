@@ -49,6 +49,23 @@ final class ConvertInspectTests: XCTestCase {
         XCTAssertNotNil(obj["verified"])
     }
 
+    func testPrefixCacheStoredUnlessDisabled() throws {
+        let with = dir + "/with.sana", without = dir + "/without.sana"
+        let c = try cli.run(["convert", Self.fixture("sana10"), "-o", with, "--weights", "int8"])
+        XCTAssertEqual(c.status, 0, c.err)
+        XCTAssertTrue(c.out.contains("text_encoder_prefix_cache: 5 tensors"), c.out)
+        XCTAssertEqual(try cli.run(["convert", Self.fixture("sana10"), "-o", without, "--weights", "int8", "--no-prefix-cache"]).status, 0)
+        let i = try cli.run(["inspect", with, "--verify"])
+        XCTAssertEqual(i.status, 0, i.err)
+        XCTAssertTrue(i.out.contains("prefix cache  466 tokens of the instruction"), i.out)
+        XCTAssertFalse(try cli.run(["inspect", without]).out.contains("prefix cache"))
+        let j = try cli.run(["inspect", with, "--json"])
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [String: Any])
+        let cache = try XCTUnwrap(obj["prefix_cache"] as? [String: Any])
+        XCTAssertEqual(cache["tokens"] as? Int, 466)
+        XCTAssertEqual(cache["bytes"] as? Int, 4 * 466 * (2 * 2 * 32 + 32))  // 2 layers × (keys + values) + outputs
+    }
+
     func testDamagedBundlesFailWithoutCrashing() throws {
         let good = dir + "/good.sana"
         XCTAssertEqual(try cli.run(["convert", Self.fixture("sana10"), "-o", good, "--weights", "int8"]).status, 0)

@@ -53,12 +53,10 @@ extension Gemma2PrefixCache {
     public static func derivedComponent(
         instruction: [String] = SanaPromptEncoder.defaultComplexHumanInstruction) -> DerivedComponent {
         DerivedComponent(name: componentName, after: "text_encoder") { bundle, out in
-            let config = try Gemma2Config.decode(bundle.config("text_encoder"), origin: "\(bundle.path): text_encoder")
-            try config.validate()
-            let text = try BundleTextEncoder(bundle: bundle, config: config)
             // The same code path that computes it at run time (SanaPromptEncoder.prefixCache).
-            let prompt = try SanaPromptEncoder(tokenizer: text.tokenizer, encoder: text.model, instruction: instruction)
+            let prompt = try SanaPromptEncoder(bundle: bundle, instruction: instruction, storedPrefixCache: false)
             guard let cache = try prompt.prefixCache(), let chi = prompt.instructionText else { return nil }
+            let config = prompt.encoder.config
             try cache.write(to: out)
             let stored = StoredConfig(format: StoredConfig.formatName, instruction: chi, ids: cache.ids,
                                       hiddenSize: config.hiddenSize, numHiddenLayers: config.numHiddenLayers,

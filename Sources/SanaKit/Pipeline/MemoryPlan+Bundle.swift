@@ -28,6 +28,8 @@ struct BundleMemoryPlan: MemoryPlanning {
     let ditBlock: Int
     /// DC-AE decoder tensors.
     let decoderWeights: Int
+    /// Tokens of the instruction prefix cache stored in the bundle, nil without one.
+    let storedPrefixTokens: Int?
 
     static let slack = 1.25
     /// Decoder activations allowed without a budget: beyond this the (exact) tiled decode is used.
@@ -60,21 +62,28 @@ struct BundleMemoryPlan: MemoryPlanning {
         ditBlock = largest("transformer", "transformer_blocks.", transformer.numLayers)
         ditResident = sum("transformer") { !$0.hasPrefix("transformer_blocks.") }
         decoderWeights = sum("vae") { $0.hasPrefix("decoder.") }
+        storedPrefixTokens = tensors.first {
+            $0.component == Gemma2PrefixCache.componentName && $0.name == Gemma2PrefixCache.outputName
+        }?.rows
     }
 
     // MARK: Per-stage estimates (bytes, without the baseline and slack)
 
     /// Gemma-2 over the request's sequences: one layer resident, the instruction's prefix cache, activations of
-    /// every token row (an upper bound: one token per byte of the instruction).
+    /// every token row (an upper bound: one token per byte of the instruction). With a prefix cache stored in the
+    /// bundle, the instruction's rows are read from it (its exact size), not computed.
     func encodeBytes(_ r: GenerationRequest) -> (weights: Int, activations: Int) {
         let g = gemma, h = g.hiddenSize, kv = g.numKeyValueHeads * g.headDim
+        let stored = r.complexHumanInstruction ? storedPrefixTokens : nil
         let instruction = r.complexHumanInstruction
-            ? SanaPromptEncoder.defaultComplexHumanInstruction.joined(separator: "\n").utf8.count + 2 : 0
-        let positive = instruction + r.maxSequenceLength, negative = r.guidanceScale > 1 ? r.maxSequenceLength : 0
+            ? stored ?? SanaPromptEncoder.defaultComplexHumanInstruction.joined(separator: "\n").utf8.count + 2 : 0
+        let computed = stored == nil ? instruction : 0
+        let positive = computed + r.maxSequenceLength, negative = r.guidanceScale > 1 ? r.maxSequenceLength : 0
         let rows = positive + negative, longest = max(positive, negative)
+        let keys = max(instruction + r.maxSequenceLength, negative)  // a query sees the prefix's keys too
         let perRow = 4 * h + 3 * g.intermediateSize + (g.numAttentionHeads + 2 * g.numKeyValueHeads) * g.headDim
         let cache = instruction * (g.numHiddenLayers * 2 * kv + h)
-        let floats = rows * perRow + longest * longest + cache + rows * h  // attention scores: one head at a time
+        let floats = rows * perRow + longest * keys + cache + rows * h  // attention scores: one head at a time
         return (encoderResident + gemmaLayer, 4 * floats)
     }
 

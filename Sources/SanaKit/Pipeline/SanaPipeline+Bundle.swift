@@ -149,6 +149,20 @@ final class BundleTextEncoder: TextEncoding {
     }
 }
 
+extension SanaPromptEncoder {
+    /// The prompt encoder of a bundle as `sana generate` builds it: the bundle's tokenizer, Gemma-2 streamed from the
+    /// bundle, and the instruction's prefix cache stored at conversion (unless `storedPrefixCache` is false).
+    public convenience init(bundle: SanaBundle, maxSequenceLength: Int = 300,
+                            instruction: [String]? = SanaPromptEncoder.defaultComplexHumanInstruction,
+                            storedPrefixCache: Bool = true) throws {
+        let config = try Gemma2Config.decode(bundle.config("text_encoder"), origin: "\(bundle.path): text_encoder")
+        try config.validate()
+        let text = try BundleTextEncoder(bundle: bundle, config: config)
+        try self.init(tokenizer: text.tokenizer, encoder: text.model, maxSequenceLength: maxSequenceLength,
+                      instruction: instruction, storedPrefixCache: storedPrefixCache ? text.storedPrefixCache : nil)
+    }
+}
+
 /// Streams the DiT's blocks from the bundle, each block's tensors in one read of the file (`group(prefix:)`);
 /// with `prefetch`, block i+1 is read on a background thread while block i runs. The loader's `load` argument (a
 /// tensor-by-tensor read) is not used.
