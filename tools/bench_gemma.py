@@ -107,20 +107,13 @@ def pipeline_case(pipeline, dtype, prompt, msl, warmup):
 def bundle_main(args):
     """--bundle: a fresh process's text-encoder stage on a real bundle (stored prefix cache, and computed), against
     diffusers' encode_prompt on the pipeline directory the bundle was converted from, one process per case."""
-    print(f"# {benchlib.machine()}; load average before: {os.getloadavg()}", flush=True)
-    sana = os.path.join(ROOT, ".build", "release", "sana")
-    rows = []
-    for flags in [[], ["--no-stored-cache"]]:
-        cmd = [sana, "bench", "gemma", "--bundle", args.bundle, "--prompt", args.prompt, "--threads", "2",
-               "--max-sequence-length", str(args.max_sequence_length)] + flags
-        rows.append(benchlib.run_child(cmd, cwd=ROOT))
-        print(json.dumps(rows[-1]), flush=True)
-    for dtype in [t for t in args.torch.split(",") if t]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--pipeline-child", args.pipeline, dtype, str(args.warmup),
-               "--prompt", args.prompt, "--max-sequence-length", str(args.max_sequence_length)]
-        rows.append(benchlib.run_child(cmd, cwd=ROOT))
-        print(json.dumps(rows[-1]), flush=True)
-    ref = next(((r["encode_s"], r["encode_cpu_s"]) for r, *_ in rows if r["impl"] == "pytorch" and r["weights"] == "bfloat16"), None)
+    msl = ["--max-sequence-length", str(args.max_sequence_length)]
+    rows = run_cases(
+        [[SANA, "bench", "gemma", "--bundle", args.bundle, "--prompt", args.prompt, "--threads", "2"] + msl + flags
+         for flags in [[], ["--no-stored-cache"]]]
+        + [[sys.executable, os.path.abspath(__file__), "--pipeline-child", args.pipeline, dtype, str(args.warmup),
+            "--prompt", args.prompt] + msl for dtype in args.torch.split(",") if dtype])
+    ref = torch_bf16(rows)
     vs = lambda s, i: f"{ref[i] / s:.1f}×" if ref else "–"  # noqa: E731
     print(f"\nFresh process, text-encoder stage, {os.path.basename(args.bundle)} vs {args.pipeline}, prompt {args.prompt!r}, 2 threads")
     print("| implementation | prefix cache | timed | s (CPU s) | vs PyTorch bf16 wall (CPU) | process wall s | peak RSS MiB "
@@ -134,6 +127,24 @@ def bundle_main(args):
             print(f"| SanaEdge | {r['prefix_cache']} | open + encode | {r['stage_s']:.2f} ({r['stage_cpu_s']:.2f}) "
                   f"| {vs(r['stage_s'], 0)} ({vs(r['stage_cpu_s'], 1)}) | {wall:.1f} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
     return 0
+
+
+SANA = os.path.join(ROOT, ".build", "release", "sana")
+
+
+def run_cases(cmds):
+    """Each command in its own process, one after the other: rows of benchlib.run_child, printed as they come."""
+    print(f"# {benchlib.machine()}; load average before: {os.getloadavg()}", flush=True)
+    rows = []
+    for cmd in cmds:
+        rows.append(benchlib.run_child(cmd, cwd=ROOT))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def torch_bf16(rows):
+    """(wall s, CPU s) of the PyTorch bfloat16 row, the reference of the ratios."""
+    return next(((r["encode_s"], r["encode_cpu_s"]) for r, *_ in rows if r["impl"] == "pytorch" and r["weights"] == "bfloat16"), None)
 
 
 def main():
@@ -163,22 +174,15 @@ def main():
     if args.child:
         torch_case(args.child[0], args.instruction_tokens, args.prompt_tokens, args.max_sequence_length, int(args.child[1]))
         return 0
-    print(f"# {benchlib.machine()}; load average before: {os.getloadavg()}", flush=True)
-    rows = []
-    sana = os.path.join(ROOT, ".build", "release", "sana")
-    for storage in [t for t in args.types.split(",") if t]:
-        cmd = [sana, "bench", "gemma", "--config", CONFIG, "--weights", storage, "--threads", "2"] + counts
-        rows.append(benchlib.run_child(cmd, cwd=ROOT))
-        print(json.dumps(rows[-1]), flush=True)
-    for dtype in [t for t in args.torch.split(",") if t]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", dtype, str(args.warmup)] + counts
-        rows.append(benchlib.run_child(cmd, cwd=ROOT))
-        print(json.dumps(rows[-1]), flush=True)
-    ref = next((r["encode_s"] for r, *_ in rows if r["impl"] == "pytorch" and r["weights"] == "bfloat16"), None)
+    rows = run_cases(
+        [[SANA, "bench", "gemma", "--config", CONFIG, "--weights", storage, "--threads", "2"] + counts
+         for storage in args.types.split(",") if storage]
+        + [[sys.executable, os.path.abspath(__file__), "--child", dtype, str(args.warmup)] + counts
+           for dtype in args.torch.split(",") if dtype])
+    ref, cref = torch_bf16(rows) or (None, None)
     vs = lambda s: f"{ref / s:.1f}×" if ref else "–"  # noqa: E731
     print(f"\nGemma-2-2B, {args.instruction_tokens} instruction + {args.prompt_tokens} prompt tokens, "
           f"max_sequence_length {args.max_sequence_length}, 2 threads")
-    cref = next((r["encode_cpu_s"] for r, *_ in rows if r["impl"] == "pytorch" and r["weights"] == "bfloat16"), None)
     vc = lambda s: f"{cref / s:.1f}×" if cref else "–"  # noqa: E731
     print("| implementation | weights | positions | encode s (CPU s) | vs PyTorch bf16 wall (CPU) "
           "| with prefix cache s (CPU s) | vs PyTorch bf16 wall (CPU) | peak RSS MiB | load 1-min before/after |")
