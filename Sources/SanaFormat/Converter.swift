@@ -288,6 +288,10 @@ public enum Converter {
                 let last = items[batch[batch.count - 1].0].component
                 if start == units.count || items[units[start].0].component != last { try derive(after: last) }
             }
+            let converted = Set(items.map(\.component))
+            if let orphan = options.derived.first(where: { !converted.contains($0.after) }) {
+                throw PipelineError.inconsistent(path: output, reason: "derived component '\(orphan.name)' needs '\(orphan.after)', which has no tensors")
+            }
             try writer.finish(header: header(records))
             report.sourceBytes = comps.values.reduce(0) { $0 + $1.sourceBytes }
             report.bundleBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0

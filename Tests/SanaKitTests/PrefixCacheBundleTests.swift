@@ -100,6 +100,17 @@ final class PrefixCacheBundleTests: XCTestCase {
         }
     }
 
+    func testGenerateStageUsesIt() throws {
+        // The text encoder `sana generate` builds (SanaPipeline(bundlePath:) → BundleTextEncoder).
+        for (path, origin) in [(try Self.withCache(.f32), SanaPromptEncoder.PrefixCacheOrigin.stored),
+                               (try Self.withoutCache(.f32), .computed)] {
+            let bundle = try SanaBundle(path: path)
+            let text = try BundleTextEncoder(bundle: bundle, config: Gemma2Config.decode(bundle.config("text_encoder"), origin: path))
+            _ = try text.encode(prompts: ["a red fox"], negativePrompts: [""], maxSequenceLength: 300, complexHumanInstruction: true)
+            XCTAssertEqual(text.encoders.values.first?.prefixCacheOrigin, origin)
+        }
+    }
+
     func testOtherInstructionOrNoneDoesNotUseIt() throws {
         let path = try Self.withCache(.f32)
         let own = try encoder(path, instruction: ["Describe the picture:", "User Prompt: "], msl: 24)
@@ -200,6 +211,12 @@ final class PrefixCacheBundleTests: XCTestCase {
             throw Boom()
         }]
         XCTAssertThrowsError(try Converter.convert(pipelinePath: Fixtures.path("pipelines/sana10"), output: out, options: options))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        // A component derived from one that is not converted is an error, not silently skipped.
+        options.derived = [DerivedComponent(name: "orphan", after: "text_encoder_2") { _, _ in nil }]
+        XCTAssertThrowsError(try Converter.convert(pipelinePath: Fixtures.path("pipelines/sana10"), output: out, options: options)) {
+            XCTAssertTrue("\($0)".contains("'text_encoder_2'"), "\($0)")
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: URL(fileURLWithPath: out).deletingLastPathComponent().path)
         XCTAssertFalse(leftovers.contains { $0.contains("partial") }, "\(leftovers)")

@@ -119,7 +119,7 @@ final class BundleTextEncoder: TextEncoding {
     let model: Gemma2Model
     /// The instruction's prefix cache stored at conversion, if the bundle has one (header checked, not yet read).
     let storedPrefixCache: StoredPrefixCache?
-    private var encoders: [String: SanaPromptEncoder] = [:]
+    private(set) var encoders: [String: SanaPromptEncoder] = [:]
 
     init(bundle: SanaBundle, config: Gemma2Config) throws {
         let tokenizerConfig = bundle.header.tokenizer["tokenizer_config.json"] != nil
