@@ -199,11 +199,8 @@ int64_t sana_conv_out_width(const sana_conv_shape *s) {
 
 const float *sana_tap_source(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
                              int64_t tap) {
-    const int64_t kk = s->kernel, up = s->upsample;
-    const int64_t n = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
-    const int64_t iy = oy * s->stride + tap / kk - s->pad, ix = ox * s->stride + tap % kk - s->pad;
-    if (iy < 0 || iy >= s->h * up || ix < 0 || ix >= s->w * up) return NULL;  // outside the virtual grid
-    return x + ((n * s->h + iy / up) * s->w + ix / up) * s->c;                  // [c]
+    const int64_t p = sana_tap_pixel(s, oh, ow, pixel, tap);
+    return p < 0 ? NULL : x + p * s->c;  // [c]
 }
 
 void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst) {
@@ -221,9 +218,21 @@ void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_
     }
 }
 
+/// The tap-major patch [k·k][c] of output pixel `pixel`: tap t is input pixel's c contiguous channels (or zeros).
+static void tap_major_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
+                                float *dst) {
+    const int64_t c = s->c, taps = (int64_t)s->kernel * s->kernel;
+    for (int64_t tap = 0; tap < taps; tap++) {
+        const float *src = sana_tap_source(x, s, oh, ow, pixel, tap);
+        if (src) memcpy(dst + tap * c, src, (size_t)c * 4);
+        else memset(dst + tap * c, 0, (size_t)c * 4);
+    }
+}
+
 typedef struct {
     const float *x;
     const sana_conv_shape *s;
+    int32_t order;
     int64_t oh, ow, row0;
     float *cols;
 } im2col_ctx;
@@ -233,15 +242,24 @@ static void im2col_range(void *p, int64_t r0, int64_t r1) {
     const im2col_ctx *k = (const im2col_ctx *)p;
     const int64_t patch = k->s->c * k->s->kernel * k->s->kernel;
     for (int64_t r = r0; r < r1; r++)
-        for (int64_t ox = 0; ox < k->ow; ox++)
-            sana_patch_row(k->x, k->s, k->oh, k->ow, (k->row0 + r) * k->ow + ox, k->cols + (r * k->ow + ox) * patch);
+        for (int64_t ox = 0; ox < k->ow; ox++) {
+            const int64_t pixel = (k->row0 + r) * k->ow + ox;
+            float *dst = k->cols + (r * k->ow + ox) * patch;
+            if (k->order == SANA_CONV_TAP_MAJOR) tap_major_patch_row(k->x, k->s, k->oh, k->ow, pixel, dst);
+            else sana_patch_row(k->x, k->s, k->oh, k->ow, pixel, dst);
+        }
+}
+
+void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t order, int64_t row0, int64_t rows,
+                              float *cols) {
+    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
+    if (oh == 0 || ow == 0 || row0 < 0 || rows <= 0 || row0 + rows > s->b * oh) return;
+    im2col_ctx k = {x, s, order, oh, ow, row0, cols};
+    run_rows(rows, ow * s->c * s->kernel * s->kernel, im2col_range, &k);
 }
 
 void sana_im2col_rows(const float *x, const sana_conv_shape *s, int64_t row0, int64_t rows, float *cols) {
-    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
-    if (oh == 0 || ow == 0 || row0 < 0 || rows <= 0 || row0 + rows > s->b * oh) return;
-    im2col_ctx k = {x, s, oh, ow, row0, cols};
-    run_rows(rows, ow * s->c * s->kernel * s->kernel, im2col_range, &k);
+    sana_im2col_rows_ordered(x, s, SANA_CONV_REFERENCE, row0, rows, cols);
 }
 
 void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int32_t kernel, int32_t pad,

@@ -51,6 +51,15 @@ public struct QuantizationPolicy: Codable, Sendable, Equatable {
     ]
     static let embeddings: [String: String] = ["text_encoder": "embed_tokens.weight"]
 
+    /// The column layout a tensor of `shape` stored as `type` gets: tap-major for k×k convolution weights
+    /// [O, I, kh, kw] (kh·kw > 1) in an integer type when I is a multiple of the type's group size, so each
+    /// quantization group lies within one kernel tap and the input is quantized once per pixel
+    /// (docs/FORMAT.md "Convolution weight layout"); the reference order otherwise.
+    public static func layout(shape: [Int], type: StorageType) -> TensorLayout {
+        guard type.isQuantized, shape.count == 4, shape[2] * shape[3] > 1, shape[1] % type.groupSize == 0 else { return .reference }
+        return .tapMajor
+    }
+
     /// The class and storage type of one tensor.
     public func decide(component: String, name: String, shape: [Int]) -> (TensorClass, StorageType) {
         let target = StorageType(name: weights) ?? .f32

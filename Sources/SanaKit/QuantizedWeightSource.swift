@@ -4,7 +4,8 @@ import SanaFormat
 /// the in-memory stand-in for a quantized bundle in tests and quick experiments. Which tensors are re-packed is a
 /// predicate; the default takes the weights of linear layers and dense convolutions (names ending in ".weight",
 /// rank ≥ 2) and leaves depthwise kernels ([C, 1, k, k], k > 1), norms, biases and tables in their stored type,
-/// mirroring the converter's policy of quantizing only the large matrix products.
+/// mirroring the converter's policy of quantizing only the large matrix products; k×k convolution weights get the
+/// converter's layout (QuantizationPolicy.layout: tap-major when the input channels fill whole groups).
 public struct QuantizedWeightSource: WeightSource {
     public let base: WeightSource
     public let type: StorageType
@@ -28,7 +29,8 @@ public struct QuantizedWeightSource: WeightSource {
     public func tensor(_ name: String) throws -> StoredTensor {
         let t = try base.tensor(name)
         guard shouldRepack(name, t.shape), t.type != type else { return t }
-        return StoredTensor.pack(name: name, shape: t.shape, values: t.floats(), as: type)
+        return StoredTensor.pack(name: name, shape: t.shape, values: t.floats(), as: type,
+                                 layout: QuantizationPolicy.layout(shape: t.shape, type: type))
     }
 }
 

@@ -149,6 +149,29 @@ void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int
 void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
                  const float *bias, float *y);
 
+/// Column order of a k×k convolution's weight matrix [cout, c·k·k] (and of its patch rows).
+/// SANA_CONV_REFERENCE: (cin, ky, kx), PyTorch's [O, I, kh, kw]. SANA_CONV_TAP_MAJOR: (ky, kx, cin), i.e. the weight
+/// permuted to [O, kh, kw, I] before packing. With int8/int4 weights and c a multiple of the type's group size, every
+/// quantization group then lies within one tap, so the input can be quantized once per pixel (docs/FORMAT.md
+/// "Convolution weight layout").
+typedef enum { SANA_CONV_REFERENCE = 0, SANA_CONV_TAP_MAJOR = 1 } sana_conv_order;
+
+/// sana_conv2d with the weight's column order given. Tap-major int8/int4 weights with c % group == 0 and a SIMD
+/// kernel: the input is quantized once per (pixel, group), a band of input rows at a time, and each patch row is
+/// assembled from already-quantized bytes, scales and sums — bit-identical to sana_linear on the tap-major im2col
+/// matrix (each activation group is one pixel's group either way). Every other case (other types, c % group ≠ 0,
+/// no SIMD kernel, SANA_FORCE_REFERENCE) runs tap-major im2col chunks through sana_linear.
+void sana_conv2d_ordered(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int32_t order,
+                         int64_t cout, const float *bias, float *y);
+
+/// Testing hook: output pixels per band of the tap-major quantized convolution (0 restores the default, 32768), so
+/// small tests cross band boundaries.
+void sana_set_conv_band_pixels(int64_t pixels);
+
+/// sana_im2col_rows with the patch columns in `order` (sana_conv_order).
+void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t order, int64_t row0, int64_t rows,
+                              float *cols);
+
 /// x[i] += a[i] over count elements (threaded).
 void sana_add(float *x, const float *a, int64_t count);
 

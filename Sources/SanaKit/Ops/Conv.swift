@@ -19,6 +19,8 @@ extension Tensor {
         let oh = Int(sana_conv_out_height(&geometry)), ow = Int(sana_conv_out_width(&geometry))
         precondition(oh > 0 && ow > 0, "conv2d: empty output for input \(shape), kernel \(kernel), stride \(stride)")
         let kk = cin * kernel * kernel, cout = conv.outFeatures
+        // Patch columns in the weight's stored order (tap-major weights: see TensorLayout).
+        let order = Int32(conv.weight.layout == .tapMajor ? SANA_CONV_TAP_MAJOR.rawValue : SANA_CONV_REFERENCE.rawValue)
         // out [B, oh, ow, Cout]: every element is written below, so it is not zero-filled first (the first touch
         // of a 0.5 GB map then happens in the kernels' threads).
         let out = [Float](unsafeUninitializedCapacity: b * oh * ow * cout) { o, initialized in
@@ -26,7 +28,7 @@ extension Tensor {
                 if conv.runsOnKernels {
                     conv.weight.bytes.withUnsafeBytes { wp in
                         conv.bias.withUnsafeBufferPointerOrNil { bp in
-                            sana_conv2d(src.baseAddress, &geometry, conv.weight.type.rawValue, wp.baseAddress, Int64(cout), bp, o.baseAddress)
+                            sana_conv2d_ordered(src.baseAddress, &geometry, conv.weight.type.rawValue, wp.baseAddress, order, Int64(cout), bp, o.baseAddress)
                         }
                     }
                 } else {
@@ -36,7 +38,7 @@ extension Tensor {
                     for r0 in Swift.stride(from: 0, to: b * oh, by: bandRows) {
                         let rows = Swift.min(bandRows, b * oh - r0)
                         cols.withUnsafeMutableBufferPointer { c in
-                            sana_im2col_rows(src.baseAddress, &geometry, Int64(r0), Int64(rows), c.baseAddress)
+                            sana_im2col_rows_ordered(src.baseAddress, &geometry, order, Int64(r0), Int64(rows), c.baseAddress)
                         }
                         let band = rows == bandRows ? cols : Array(cols[0 ..< rows * ow * kk])
                         let y = conv.apply(Tensor(shape: [rows * ow, kk], data: band))
