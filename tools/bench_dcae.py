@@ -12,7 +12,8 @@ Both decode the same latent (N(0, 1), numpy seed 0, cached as latent-SIZE.npy ne
 each case's image is saved and compared with diffusers float32's (8-bit PSNR, max level difference): the
 faithfulness criterion of docs/NUMERICS.md "DC-AE".
 
-Run from the repository root after `swift build -c release`:
+Run from the repository root after `swift build -c release` (SANA_BIN overrides the binary, e.g. a copy so that
+rebuilding during a long run does not change it):
   ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_dcae.py [--cases ours:f32:1024:off,torch:bfloat16:1024,...] [--dump-dir DIR]
 """
 import argparse
@@ -129,7 +130,7 @@ def main():
             name = "sanaedge-" + "-".join(parts[1:]) if parts[0] == "ours" else f"diffusers-{parts[1]}"
             dump = os.path.join(args.dump_dir, name + ".npy")
         if parts[0] == "ours":
-            cmd = [os.path.join(ROOT, ".build", "release", "sana"), "bench", "dcae", "--vae", vae, "--weights", parts[1],
+            cmd = [os.environ.get("SANA_BIN", os.path.join(ROOT, ".build", "release", "sana")), "bench", "dcae", "--vae", vae, "--weights", parts[1],
                    "--size", parts[2], "--tiling", parts[3], "--latent", latent_file(vae, int(parts[2]))]
             if dump != "-":
                 cmd += ["--dump", dump]
