@@ -111,7 +111,10 @@ void sana_softmax(float *x, int64_t rows, int64_t c);
 
 /// Pointwise activations, in place over count elements.
 typedef enum { SANA_ACT_SILU = 0, SANA_ACT_RELU = 1, SANA_ACT_GELU = 2, SANA_ACT_GELU_TANH = 3 } sana_activation;
+/// SiLU (here and in sana_glu_silu) uses a vectorizable exp within 2 ulp of expf (sana_exp_vec_for_testing).
 void sana_activate(float *x, int64_t count, int32_t activation);
+/// The vectorizable exp of sana_activate's SiLU, exposed for its accuracy test.
+float sana_exp_vec_for_testing(float x);
 
 /// Depthwise k×k convolution, stride 1, zero padding k/2, channels-last: x [b, h, w, c], weight [c, k·k],
 /// bias [c] or NULL, y [b, h, w, c].
