@@ -175,6 +175,11 @@ void sana_set_conv_band_pixels(int64_t pixels);
 void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t order, int64_t row0, int64_t rows,
                               float *cols);
 
+/// Asks the kernel to back the 2 MiB-aligned interior of [p, p + bytes) with transparent huge pages (Linux
+/// madvise(MADV_HUGEPAGE); nothing elsewhere or below 4 MiB). For fresh full-frame activation buffers, whose first
+/// touch otherwise costs one page fault per 4 KiB (docs/BENCHMARKS.md "DC-AE").
+void sana_advise_huge_pages(void *p, int64_t bytes);
+
 /// x[i] += a[i] over count elements (threaded).
 void sana_add(float *x, const float *a, int64_t count);
 
