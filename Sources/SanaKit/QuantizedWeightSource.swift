@@ -37,3 +37,28 @@ public struct QuantizedWeightSource: WeightSource {
 extension QuantizedWeightSource: TensorShapeLookup {
     public func shape(of name: String) -> [Int]? { (base as? TensorShapeLookup)?.shape(of: name) }
 }
+
+/// A weight source holding what `sana convert` would store for one component: each tensor re-packed in the type
+/// and layout the quantization policy gives it (the in-memory stand-in for a converted bundle, e.g. for benchmarks
+/// from a diffusers folder).
+public struct PolicyWeightSource: WeightSource {
+    public let base: WeightSource
+    public let component: String
+    public let policy: QuantizationPolicy
+
+    public init(_ base: WeightSource, component: String, policy: QuantizationPolicy) {
+        self.base = base
+        self.component = component
+        self.policy = policy
+    }
+
+    public var tensorNames: Set<String> { base.tensorNames }
+
+    public func tensor(_ name: String) throws -> StoredTensor {
+        let t = try base.tensor(name)
+        let type = policy.decide(component: component, name: name, shape: t.shape).1
+        let layout = QuantizationPolicy.layout(shape: t.shape, type: type)
+        guard type != t.type || layout != t.layout else { return t }
+        return StoredTensor.pack(name: name, shape: t.shape, values: t.floats(), as: type, layout: layout)
+    }
+}

@@ -12,7 +12,7 @@ struct BenchDCAE: ParsableCommand {
                                                     abstract: "Time one DC-AE decode and report its peak memory.")
 
     @Option(help: "A diffusers vae/ folder (config.json + safetensors).") var vae: String
-    @Option(help: "Storage type of the ≥ 2-D conv and linear weights: f32, f16, bf16, int8, int4, or mixed (int8 ResBlock stages, bf16 elsewhere).") var weights = "f32"
+    @Option(help: "Storage type of the ≥ 2-D conv and linear weights: f32, f16, bf16, int8, int4, mixed (int8 ResBlock stages, bf16 elsewhere), mixed-attn (int8 but the attention modules), or T-policy (what `sana convert --weights T` stores, e.g. int8-policy).") var weights = "f32"
     @Option(help: "Output side in pixels (the latent is side / compression ratio).") var size = 1024
     @Option(help: "Tiling: off, or a memory budget for activations in MiB (auto tiling).") var tiling = "off"
     @Option(help: "Decode this latent (.npy, [1, C, size/f, size/f]) instead of the built-in pseudo-random one.") var latent: String?
@@ -25,8 +25,10 @@ struct BenchDCAE: ParsableCommand {
         func loadDecoder() throws -> AutoencoderDC {
             let base = try SafetensorsDirectory(path: vae)
             let source: WeightSource
-            if weights == "mixed" {
-                source = try AutoencoderDC.mixedDecoderSource(base, config: config, resBlocks: .int8, others: .bf16)
+            if weights.hasSuffix("-policy"), let type = StorageType(name: String(weights.dropLast(7))) {
+                source = PolicyWeightSource(base, component: "vae", policy: QuantizationPolicy(weights: type))
+            } else if let mix = AutoencoderDC.DecoderMix(rawValue: weights) {
+                source = try AutoencoderDC.mixedDecoderSource(base, config: config, mix: mix)
             } else if let type = StorageType(name: weights) {
                 source = QuantizedWeightSource(base, as: type)
             } else {

@@ -95,6 +95,9 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(try rec("text_encoder", "embed_tokens.weight").type, "int8")
         XCTAssertEqual(try rec("text_encoder", "norm.weight").policyClass, "vector")
         XCTAssertEqual(try rec("vae", "decoder.conv_out.weight").type, "f32")
+        XCTAssertEqual(try rec("vae", "decoder.up_blocks.2.0.conv_out.conv_point.weight").type, "bf16")
+        XCTAssertEqual(try rec("vae", "decoder.up_blocks.2.0.conv_out.conv_point.weight").policyClass, "efficientvit")
+        XCTAssertEqual(try rec("vae", "decoder.up_blocks.1.1.conv1.weight").type, "int4")
         XCTAssertNil(try? rec("vae", "decoder.up_blocks.0.1.norm.num_batches_tracked"))
         XCTAssertEqual(b.header.quantization.weights, "int4")
     }

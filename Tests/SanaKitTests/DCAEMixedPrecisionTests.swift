@@ -43,7 +43,7 @@ final class DCAEMixedPrecisionTests: XCTestCase {
         let config = try AutoencoderDCConfig.load(path: dir + "/config.json")
         let file = try SafetensorsFile(path: dir + "/weights.safetensors")
         XCTAssertEqual(AutoencoderDC.resBlockStagePrefixes(config), ["decoder.up_blocks.0."])
-        let source = try AutoencoderDC.mixedDecoderSource(file, config: config, resBlocks: .int8, others: .bf16)
+        let source = try AutoencoderDC.mixedDecoderSource(file, config: config, mix: .resBlockStages)
         for name in source.tensorNames where name.hasPrefix("decoder.") {
             let t = try source.tensor(name)
             let expected: StorageType = !QuantizedWeightSource.matrixWeights(name, t.shape) ? try file.tensor(name).type
