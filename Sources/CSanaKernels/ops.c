@@ -377,3 +377,54 @@ void sana_advise_huge_pages(void *p, int64_t bytes) {
     (void)bytes;
 #endif
 }
+
+typedef struct {
+    const float *x;
+    const sana_conv_shape *s;
+    const float *wt;  // [taps][cout][c]
+    const float *bias;
+    float *y;
+    int64_t oh, ow, cout;
+} direct_ctx;
+
+/// Output rows [r0, r1) (row index n·oh + oy) of sana_conv2d_f32_direct.
+static void direct_rows(void *p, int64_t r0, int64_t r1) {
+    const direct_ctx *d = (const direct_ctx *)p;
+    const int64_t c = d->s->c, taps = (int64_t)d->s->kernel * d->s->kernel, cout = d->cout;
+    for (int64_t row = r0; row < r1; row++)
+        for (int64_t ox = 0; ox < d->ow; ox++) {
+            const int64_t pixel = row * d->ow + ox;
+            float *out = d->y + pixel * cout;  // [cout]
+            for (int64_t co = 0; co < cout; co++) out[co] = d->bias ? d->bias[co] : 0.0f;
+            for (int64_t tap = 0; tap < taps; tap++) {
+                const float *src = sana_tap_source(d->x, d->s, d->oh, d->ow, pixel, tap);  // [c] or NULL
+                if (!src) continue;
+                for (int64_t co = 0; co < cout; co++) {
+                    const float *w = d->wt + (tap * cout + co) * c;
+                    float q[8] = {0};
+                    int64_t j = 0;
+                    for (; j + 8 <= c; j += 8)
+                        for (int l = 0; l < 8; l++) q[l] += src[j + l] * w[j + l];
+                    for (; j < c; j++) q[j & 7] += src[j] * w[j];
+                    out[co] += ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+                }
+            }
+        }
+}
+
+int32_t sana_conv2d_f32_direct(const float *x, const sana_conv_shape *s, int32_t order, const float *w, int64_t cout,
+                               const float *bias, float *y) {
+    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
+    if (oh == 0 || ow == 0 || cout <= 0) return 1;
+    const int64_t c = s->c, taps = (int64_t)s->kernel * s->kernel;
+    float *wt = (float *)sana_scratch(6, (size_t)(taps * cout * c) * 4);
+    if (!wt) return 0;
+    // w [cout][c][taps] (reference) or [cout][taps][c] (tap-major) → wt [taps][cout][c]
+    for (int64_t co = 0; co < cout; co++)
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t t = 0; t < taps; t++)
+                wt[(t * cout + co) * c + ch] = order == SANA_CONV_TAP_MAJOR ? w[(co * taps + t) * c + ch] : w[(co * c + ch) * taps + t];
+    direct_ctx d = {x, s, wt, bias, y, oh, ow, cout};
+    run_rows(s->b * oh, ow * taps * c * cout, direct_rows, &d);
+    return 1;
+}

@@ -165,6 +165,24 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The direct f32 convolution for few outputs against sana_linear on the scalar im2col, both column orders.
+    func testDirectF32ConvMatchesIm2col() {
+        let f32 = Int32(SANA_TYPE_F32.rawValue)
+        for var g in Self.geometries + Self.tapMajorGeometries {
+            for order in [SANA_CONV_REFERENCE, SANA_CONV_TAP_MAJOR] {
+                let x = KernelTests.gaussian(Int(g.b * g.h * g.w * g.c), seed: 9, outliers: false)
+                let k = Int(g.c) * Int(g.kernel * g.kernel), m = Int(g.b * sana_conv_out_height(&g) * sana_conv_out_width(&g)), cout = 3
+                let w = KernelTests.gaussian(cout * k, seed: 10, outliers: false), bias = KernelTests.gaussian(cout, seed: 11, outliers: false)
+                var y = [Float](repeating: .nan, count: m * cout), yc = y
+                XCTAssertEqual(sana_conv2d_f32_direct(x, &g, Int32(order.rawValue), w, Int64(cout), bias, &y), 1)
+                let cols = order == SANA_CONV_TAP_MAJOR ? Self.scalarTapMajorIm2col(x, g) : Self.scalarIm2col(x, g)
+                sana_linear(cols, Int64(m), Int64(k), f32, KernelTests.pack(f32, w, cout, k), Int64(cout), bias, &yc)
+                let maxRef = yc.reduce(0) { max($0, abs($1)) }, maxDiff = zip(y, yc).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                XCTAssertLessThanOrEqual(maxDiff / maxRef, 1e-5, "\(order) \(g)")
+            }
+        }
+    }
+
     func testElementwiseHelpersMatchScalarLoops() {
         // sana_add, threaded above 128 Ki elements, with a tail.
         let n = 300_001

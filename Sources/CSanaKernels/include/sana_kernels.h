@@ -175,6 +175,14 @@ void sana_set_conv_band_pixels(int64_t pixels);
 void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t order, int64_t row0, int64_t rows,
                               float *cols);
 
+/// Direct f32 convolution for few output channels (the DC-AE's conv_out: 128 → 3 at full resolution), where
+/// im2col + sgemm would write a c·k²-wide patch matrix to produce 3 values per pixel. w is f32 [cout, c·k·k] in
+/// `order`'s column order; y [b, oh, ow, cout]. Per output value: per tap an 8-way partial-sum dot product over the
+/// channels, taps summed in order (another fp32 summation order than sgemm: ≤ 1e-5 relative, ConvTests).
+/// Threaded over output rows. Returns 0 (nothing written) when scratch memory could not be had.
+int32_t sana_conv2d_f32_direct(const float *x, const sana_conv_shape *s, int32_t order, const float *w, int64_t cout,
+                               const float *bias, float *y);
+
 /// Asks the kernel to back the 2 MiB-aligned interior of [p, p + bytes) with transparent huge pages (Linux
 /// madvise(MADV_HUGEPAGE); nothing elsewhere or below 4 MiB). For fresh full-frame activation buffers, whose first
 /// touch otherwise costs one page fault per 4 KiB (docs/BENCHMARKS.md "DC-AE").

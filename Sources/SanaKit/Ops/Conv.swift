@@ -26,7 +26,15 @@ extension Tensor {
         let out = [Float](unsafeUninitializedCapacity: b * oh * ow * cout) { o, initialized in
             sana_advise_huge_pages(o.baseAddress, Int64(b * oh * ow * cout * 4))
             data.withUnsafeBufferPointer { src in
-                if conv.runsOnKernels {
+                if !conv.runsOnKernels && conv.weight.type == .f32 && cout <= Tensor.directConvMaxOutputs {
+                    conv.weight.bytes.withUnsafeBytes { wp in
+                        conv.bias.withUnsafeBufferPointerOrNil { bp in
+                            let ok = sana_conv2d_f32_direct(src.baseAddress, &geometry, order, wp.baseAddress?.assumingMemoryBound(to: Float.self),
+                                                            Int64(cout), bp, o.baseAddress)
+                            precondition(ok != 0, "conv2d \(conv.weight.name): no memory for the transposed weight")
+                        }
+                    }
+                } else if conv.runsOnKernels {
                     conv.weight.bytes.withUnsafeBytes { wp in
                         conv.bias.withUnsafeBufferPointerOrNil { bp in
                             sana_conv2d_ordered(src.baseAddress, &geometry, conv.weight.type.rawValue, wp.baseAddress, order, Int64(cout), bp, o.baseAddress)
@@ -53,6 +61,10 @@ extension Tensor {
         }
         return Tensor(shape: [b, oh, ow, cout], data: out)
     }
+
+    /// f32 convolutions with at most this many outputs run direct (sana_conv2d_f32_direct), not im2col + sgemm: the
+    /// patch matrix would be c·k²/cout times the output (the DC-AE's conv_out: 128·9 / 3 = 384×).
+    public static let directConvMaxOutputs = 8
 
     /// Upper bound on the im2col patch matrix of one band in conv2d's float path (floats): 8 M = 32 MB.
     public static let im2colBandFloats = 8 << 20
