@@ -5,9 +5,6 @@
 
 #include <math.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 /// Work per pool item below which an operation runs on the calling thread only.
 #define SMALL_WORK 32768
@@ -364,18 +361,6 @@ void sana_add_shuffled_repeat(float *out, const float *x, int64_t b, int64_t h, 
     if (b <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || (4 * cout) % cin != 0) return;
     shuffle_ctx k = {out, x, h, w, cin, cout};
     run_rows(b * h, w * 4 * cout, shuffle_rows, &k);
-}
-
-void sana_advise_huge_pages(void *p, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    if (!p || bytes < (int64_t)(2 * huge)) return;
-    const uintptr_t begin = ((uintptr_t)p + huge - 1) & ~(huge - 1), end = ((uintptr_t)p + (uintptr_t)bytes) & ~(huge - 1);
-    if (end > begin) (void)madvise((void *)begin, end - begin, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
 }
 
 typedef struct {

@@ -183,11 +183,6 @@ void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t 
 int32_t sana_conv2d_f32_direct(const float *x, const sana_conv_shape *s, int32_t order, const float *w, int64_t cout,
                                const float *bias, float *y);
 
-/// Asks the kernel to back the 2 MiB-aligned interior of [p, p + bytes) with transparent huge pages (Linux
-/// madvise(MADV_HUGEPAGE); nothing elsewhere or below 4 MiB). For fresh full-frame activation buffers, whose first
-/// touch otherwise costs one page fault per 4 KiB (docs/BENCHMARKS.md "DC-AE").
-void sana_advise_huge_pages(void *p, int64_t bytes);
-
 /// x[i] += a[i] over count elements (threaded).
 void sana_add(float *x, const float *a, int64_t count);
 

@@ -24,7 +24,6 @@ extension Tensor {
         // out [B, oh, ow, Cout]: every element is written below, so it is not zero-filled first (the first touch
         // of a 0.5 GB map then happens in the kernels' threads).
         let out = [Float](unsafeUninitializedCapacity: b * oh * ow * cout) { o, initialized in
-            sana_advise_huge_pages(o.baseAddress, Int64(b * oh * ow * cout * 4))
             data.withUnsafeBufferPointer { src in
                 if !conv.runsOnKernels && conv.weight.type == .f32 && cout <= Tensor.directConvMaxOutputs {
                     conv.weight.bytes.withUnsafeBytes { wp in
