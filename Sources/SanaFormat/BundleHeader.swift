@@ -1,4 +1,4 @@
-// The bundle's preamble and JSON header, as specified in docs/FORMAT.md (version 1).
+// The bundle's preamble and JSON header, as specified in docs/FORMAT.md (versions 1 and 2).
 import Foundation
 
 public enum BundleFormat {
