@@ -98,6 +98,15 @@ int32_t sana_pool_threads(void);
 /// Gathers the patch of output pixel `pixel` (index n·oh·ow + oy·ow + ox) of a convolution into dst [c·k·k],
 /// in the weight's (cin, ky, kx) order (the one gather behind im2col and sana_conv2d).
 void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst);
+/// The stored input pixel index (n·h + y)·w + x that tap `tap` (ky·k + kx) of output pixel `pixel` reads, or −1 in
+/// the zero padding (through the `upsample`× nearest enlargement: virtual (y, x) is stored (y / up, x / up)).
+static inline int64_t sana_tap_pixel(const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, int64_t tap) {
+    const int64_t kk = s->kernel, up = s->upsample;
+    const int64_t n = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
+    const int64_t iy = oy * s->stride + tap / kk - s->pad, ix = ox * s->stride + tap % kk - s->pad;
+    if (iy < 0 || iy >= s->h * up || ix < 0 || ix >= s->w * up) return -1;  // outside the virtual grid
+    return (n * s->h + iy / up) * s->w + ix / up;
+}
 /// The input pixel [c] that tap `tap` (ky·k + kx) of output pixel `pixel` reads, or NULL in the zero padding.
 const float *sana_tap_source(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
                              int64_t tap);

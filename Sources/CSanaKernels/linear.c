@@ -293,21 +293,160 @@ void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void 
     if (!linear_simd(&src, m, k, type, w, n, bias, y)) sana_linear_ref(x, m, k, type, w, n, bias, y);
 }
 
-void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
-                 const float *bias, float *y) {
+/// Output pixels per band of the tap-major quantized convolution: the input rows a band reads are quantized once,
+/// so the band is large against the kernel's k − 1 extra rows (~3 % at 1024 wide) yet its quantized input stays a
+/// few MB (reused, not a fresh full-frame map).
+#define TAP_BAND_PIXELS ((int64_t)1 << 15)
+static int64_t g_tap_band_pixels = TAP_BAND_PIXELS;
+
+void sana_set_conv_band_pixels(int64_t pixels) { g_tap_band_pixels = pixels > 0 ? pixels : TAP_BAND_PIXELS; }
+
+/// One band of the tap-major quantized convolution: input rows [lo, lo + rows) of image n quantized per (pixel,
+/// group) into q [rows·w][c], qs / qsum [rows·w][c / g].
+typedef struct {
+    const sana_kernel_set *ks;
+    const float *x;
+    const sana_conv_shape *s;
+    int64_t oh, ow, g, n, lo;
+    int8_t *q;
+    float *qs;
+    int32_t *qsum;
+    sana_qgemm_args a;
+    int64_t row0;  // first output pixel of the current chunk
+    job gemm;
+} tap_job;
+
+static void tap_quantize_range(void *ctx, int64_t p0, int64_t p1) {
+    tap_job *t = (tap_job *)ctx;
+    const int64_t c = t->s->c, ng1 = c / t->g;
+    const float *x = t->x + ((t->n * t->s->h + t->lo) * t->s->w + p0) * c;  // [p1 − p0][c]
+    t->ks->quantize(x, p1 - p0, c, t->g, t->q + p0 * c, t->qs + p0 * ng1, t->qsum + p0 * ng1);
+}
+
+/// Patch rows [i0, i1) of the chunk: tap t of a row is its input pixel's quantized channels, scales and sums
+/// (zeros, scale 0 and sum 0 in the padding, as the quantizer gives an all-zero group).
+static void tap_gather_range(void *ctx, int64_t i0, int64_t i1) {
+    tap_job *t = (tap_job *)ctx;
+    const int64_t c = t->s->c, ng1 = c / t->g, taps = (int64_t)t->s->kernel * t->s->kernel;
+    const int64_t band0 = (t->n * t->s->h + t->lo) * t->s->w;  // stored pixel index of the band's first pixel
+    for (int64_t i = i0; i < i1; i++) {
+        int8_t *q = (int8_t *)t->a.xq + i * t->a.kp;     // [taps][c]
+        float *qs = (float *)t->a.xs + i * t->a.ng;      // [taps][ng1]
+        int32_t *qsum = (int32_t *)t->a.xsum + i * t->a.ng;
+        for (int64_t tap = 0; tap < taps; tap++) {
+            const int64_t p = sana_tap_pixel(t->s, t->oh, t->ow, t->row0 + i, tap);
+            if (p < 0) {
+                memset(q + tap * c, 0, (size_t)c);
+                memset(qs + tap * ng1, 0, (size_t)ng1 * 4);
+                memset(qsum + tap * ng1, 0, (size_t)ng1 * 4);
+                continue;
+            }
+            const int64_t b = p - band0;  // inside the band by construction of lo / rows
+            memcpy(q + tap * c, t->q + b * c, (size_t)c);
+            memcpy(qs + tap * ng1, t->qs + b * ng1, (size_t)ng1 * 4);
+            memcpy(qsum + tap * ng1, t->qsum + b * ng1, (size_t)ng1 * 4);
+        }
+    }
+}
+
+/// The tap-major int8/int4 convolution (see sana_conv2d_ordered); returns 0, having written nothing, when it does
+/// not apply (no SIMD kernel, c % group ≠ 0) or memory could not be had.
+static int conv_tap_major_q(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int32_t type,
+                            const void *w, int64_t cout, const float *bias, float *y) {
+    const sana_kernel_set *ks = sana_kernels();
+    if ((type != SANA_TYPE_Q8 && type != SANA_TYPE_Q4) || !ks->qgemm[type]) return 0;
+    const int64_t g = sana_qgroup(type), c = s->c;
+    if (c % g != 0) return 0;
+    const int64_t taps = (int64_t)s->kernel * s->kernel, k = taps * c, ng = k / g, up = s->upsample;
+    // Output rows per band, and the stored input rows a band can read: virtual rows span (rows − 1)·stride + kernel,
+    // which cover at most that / up + 1 stored rows.
+    int64_t band = g_tap_band_pixels / ow;
+    if (band < 1) band = 1;
+    if (band > oh) band = oh;
+    int64_t in_rows = ((band - 1) * s->stride + s->kernel) / up + 2;
+    if (in_rows > s->h) in_rows = s->h;
+    int8_t *bq = (int8_t *)malloc((size_t)(in_rows * s->w * c));
+    float *bs = (float *)malloc((size_t)(in_rows * s->w * (c / g)) * 4);
+    int32_t *bsum = (int32_t *)malloc((size_t)(in_rows * s->w * (c / g)) * 4);
+    const int64_t chunk = chunk_rows(band * ow, k);
+    int8_t *xq = (int8_t *)sana_scratch(0, (size_t)(chunk * k));
+    float *xs = (float *)sana_scratch(1, (size_t)(chunk * ng) * 4);
+    int32_t *xsum = (int32_t *)sana_scratch(2, (size_t)(chunk * ng) * 4);
+    if (!bq || !bs || !bsum || !xq || !xs || !xsum) {
+        free(bq);
+        free(bs);
+        free(bsum);
+        return 0;
+    }
+    tap_job t;
+    memset(&t, 0, sizeof t);
+    t.ks = ks;
+    t.x = x;
+    t.s = s;
+    t.oh = oh;
+    t.ow = ow;
+    t.g = g;
+    t.q = bq;
+    t.qs = bs;
+    t.qsum = bsum;
+    t.gemm.ks = ks;
+    const size_t block_bytes = sana_type_traits_of(type)->block_bytes(k);
+    for (int64_t n = 0; n < s->b; n++) {
+        for (int64_t oy0 = 0; oy0 < oh; oy0 += band) {
+            const int64_t oy1 = oy0 + band < oh ? oy0 + band : oh;
+            // Virtual input rows [v0, v1] read by output rows [oy0, oy1), clamped to the grid, then stored rows.
+            int64_t v0 = oy0 * s->stride - s->pad, v1 = (oy1 - 1) * s->stride - s->pad + s->kernel - 1;
+            if (v0 < 0) v0 = 0;
+            if (v1 > s->h * up - 1) v1 = s->h * up - 1;
+            t.n = n;
+            t.lo = v0 / up;
+            const int64_t rows = v1 >= v0 ? v1 / up - t.lo + 1 : 0;  // ≤ in_rows; 0: every tap in the padding
+            if (rows > 0) sana_parallel_for(rows * s->w, tap_quantize_range, &t);
+            const int64_t p0 = (n * oh + oy0) * ow, p1 = (n * oh + oy1) * ow;
+            for (int64_t r0 = p0; r0 < p1; r0 += chunk) {
+                const int64_t m = p1 - r0 < chunk ? p1 - r0 : chunk;
+                t.row0 = r0;
+                t.a = (sana_qgemm_args){type, m, k, k, cout, g, ng, xq, xs, xsum, (const uint8_t *)w, block_bytes, bias,
+                                        y + r0 * cout};
+                sana_parallel_for(m, tap_gather_range, &t);
+                t.gemm.q = t.a;
+                plan(&t.gemm, m, cout);
+                sana_parallel_for(t.gemm.tiles * t.gemm.msub, qgemm_range, &t.gemm);
+            }
+        }
+    }
+    free(bq);
+    free(bs);
+    free(bsum);
+    return 1;
+}
+
+void sana_conv2d_ordered(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int32_t order,
+                         int64_t cout, const float *bias, float *y) {
     const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
     const int64_t k = s->c * s->kernel * s->kernel, m = s->b * oh * ow;
     if (oh == 0 || ow == 0 || cout <= 0 || !sana_type_traits_of(type)) return;
-    row_source src = {x, s, oh, ow, 0};
-    if (linear_simd(&src, m, k, type, w, cout, bias, y)) return;
-    // No SIMD kernel: im2col a band of output rows at a time (about CHUNK_BYTES of patches), then sana_linear.
+    if (order == SANA_CONV_TAP_MAJOR) {
+        if (conv_tap_major_q(x, s, oh, ow, type, w, cout, bias, y)) return;
+    } else {
+        row_source src = {x, s, oh, ow, 0};
+        if (linear_simd(&src, m, k, type, w, cout, bias, y)) return;
+    }
+    // No SIMD path: im2col a band of output rows at a time (about CHUNK_BYTES of patches), then sana_linear.
     int64_t band = CHUNK_BYTES / (ow * k * 4);
     if (band < 1) band = 1;
-    float *cols = (float *)sana_scratch(6, (size_t)(band * ow * k) * 4);
+    // Not a scratch slot: sana_linear's own kernels use them all (slot 6 holds the repacked bf16 weight).
+    float *cols = (float *)malloc((size_t)(band * ow * k) * 4);
     if (!cols) return;
     for (int64_t r0 = 0; r0 < s->b * oh; r0 += band) {
         int64_t rows = s->b * oh - r0 < band ? s->b * oh - r0 : band;
-        sana_im2col_rows(x, s, r0, rows, cols);
+        sana_im2col_rows_ordered(x, s, order, r0, rows, cols);
         sana_linear(cols, rows * ow, k, type, w, cout, bias, y + r0 * ow * cout);
     }
+    free(cols);
+}
+
+void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
+                 const float *bias, float *y) {
+    sana_conv2d_ordered(x, s, type, w, SANA_CONV_REFERENCE, cout, bias, y);
 }

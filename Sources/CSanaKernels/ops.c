@@ -99,13 +99,37 @@ typedef struct {
 
 #define ACT_CHUNK 4096
 
+/// exp(x) in branch-free float arithmetic the compiler vectorizes (libm's expf is a call per element): Cephes'
+/// expf — n = round(x·log2 e) (by the 1.5·2²³ trick, round-to-nearest), r = x − n·ln 2 in two parts, a degree-6
+/// polynomial, times 2ⁿ built in the exponent bits. Within 2 ulp of expf on [−87, 88]; x is clamped to that range
+/// (SiLU only needs the saturation). Measured against expf in OpsTests.
+static inline float exp_vec(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;  // 2ⁿ, n ∈ [−126, 127]
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+float sana_exp_vec_for_testing(float x) { return exp_vec(x); }
+
 static void act_chunks(void *p, int64_t c0, int64_t c1) {
     act_ctx *a = (act_ctx *)p;
     float *x = a->x + c0 * ACT_CHUNK;
     int64_t count = (c1 - c0) * ACT_CHUNK;
     switch (a->act) {
         case SANA_ACT_SILU:
-            for (int64_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+            for (int64_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_vec(-x[i]));
             break;
         case SANA_ACT_RELU:
             for (int64_t i = 0; i < count; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -199,11 +223,8 @@ int64_t sana_conv_out_width(const sana_conv_shape *s) {
 
 const float *sana_tap_source(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
                              int64_t tap) {
-    const int64_t kk = s->kernel, up = s->upsample;
-    const int64_t n = pixel / (oh * ow), oy = pixel / ow % oh, ox = pixel % ow;
-    const int64_t iy = oy * s->stride + tap / kk - s->pad, ix = ox * s->stride + tap % kk - s->pad;
-    if (iy < 0 || iy >= s->h * up || ix < 0 || ix >= s->w * up) return NULL;  // outside the virtual grid
-    return x + ((n * s->h + iy / up) * s->w + ix / up) * s->c;                  // [c]
+    const int64_t p = sana_tap_pixel(s, oh, ow, pixel, tap);
+    return p < 0 ? NULL : x + p * s->c;  // [c]
 }
 
 void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel, float *dst) {
@@ -221,9 +242,21 @@ void sana_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_
     }
 }
 
+/// The tap-major patch [k·k][c] of output pixel `pixel`: tap t is input pixel's c contiguous channels (or zeros).
+static void tap_major_patch_row(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int64_t pixel,
+                                float *dst) {
+    const int64_t c = s->c, taps = (int64_t)s->kernel * s->kernel;
+    for (int64_t tap = 0; tap < taps; tap++) {
+        const float *src = sana_tap_source(x, s, oh, ow, pixel, tap);
+        if (src) memcpy(dst + tap * c, src, (size_t)c * 4);
+        else memset(dst + tap * c, 0, (size_t)c * 4);
+    }
+}
+
 typedef struct {
     const float *x;
     const sana_conv_shape *s;
+    int32_t order;
     int64_t oh, ow, row0;
     float *cols;
 } im2col_ctx;
@@ -233,15 +266,24 @@ static void im2col_range(void *p, int64_t r0, int64_t r1) {
     const im2col_ctx *k = (const im2col_ctx *)p;
     const int64_t patch = k->s->c * k->s->kernel * k->s->kernel;
     for (int64_t r = r0; r < r1; r++)
-        for (int64_t ox = 0; ox < k->ow; ox++)
-            sana_patch_row(k->x, k->s, k->oh, k->ow, (k->row0 + r) * k->ow + ox, k->cols + (r * k->ow + ox) * patch);
+        for (int64_t ox = 0; ox < k->ow; ox++) {
+            const int64_t pixel = (k->row0 + r) * k->ow + ox;
+            float *dst = k->cols + (r * k->ow + ox) * patch;
+            if (k->order == SANA_CONV_TAP_MAJOR) tap_major_patch_row(k->x, k->s, k->oh, k->ow, pixel, dst);
+            else sana_patch_row(k->x, k->s, k->oh, k->ow, pixel, dst);
+        }
+}
+
+void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t order, int64_t row0, int64_t rows,
+                              float *cols) {
+    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
+    if (oh == 0 || ow == 0 || row0 < 0 || rows <= 0 || row0 + rows > s->b * oh) return;
+    im2col_ctx k = {x, s, order, oh, ow, row0, cols};
+    run_rows(rows, ow * s->c * s->kernel * s->kernel, im2col_range, &k);
 }
 
 void sana_im2col_rows(const float *x, const sana_conv_shape *s, int64_t row0, int64_t rows, float *cols) {
-    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
-    if (oh == 0 || ow == 0 || row0 < 0 || rows <= 0 || row0 + rows > s->b * oh) return;
-    im2col_ctx k = {x, s, oh, ow, row0, cols};
-    run_rows(rows, ow * s->c * s->kernel * s->kernel, im2col_range, &k);
+    sana_im2col_rows_ordered(x, s, SANA_CONV_REFERENCE, row0, rows, cols);
 }
 
 void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int32_t kernel, int32_t pad,
@@ -282,7 +324,7 @@ static void glu_rows(void *p, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
         const float *a = g->x + r * 2 * g->hidden, *gate = a + g->hidden;  // [hidden] value, [hidden] gate
         float *y = g->y + r * g->hidden;
-        for (int64_t j = 0; j < g->hidden; j++) y[j] = a[j] * (gate[j] / (1.0f + expf(-gate[j])));
+        for (int64_t j = 0; j < g->hidden; j++) y[j] = a[j] * (gate[j] / (1.0f + exp_vec(-gate[j])));
     }
 }
 
@@ -319,4 +361,55 @@ void sana_add_shuffled_repeat(float *out, const float *x, int64_t b, int64_t h, 
     if (b <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || (4 * cout) % cin != 0) return;
     shuffle_ctx k = {out, x, h, w, cin, cout};
     run_rows(b * h, w * 4 * cout, shuffle_rows, &k);
+}
+
+typedef struct {
+    const float *x;
+    const sana_conv_shape *s;
+    const float *wt;  // [taps][cout][c]
+    const float *bias;
+    float *y;
+    int64_t oh, ow, cout;
+} direct_ctx;
+
+/// Output rows [r0, r1) (row index n·oh + oy) of sana_conv2d_f32_direct.
+static void direct_rows(void *p, int64_t r0, int64_t r1) {
+    const direct_ctx *d = (const direct_ctx *)p;
+    const int64_t c = d->s->c, taps = (int64_t)d->s->kernel * d->s->kernel, cout = d->cout;
+    for (int64_t row = r0; row < r1; row++)
+        for (int64_t ox = 0; ox < d->ow; ox++) {
+            const int64_t pixel = row * d->ow + ox;
+            float *out = d->y + pixel * cout;  // [cout]
+            for (int64_t co = 0; co < cout; co++) out[co] = d->bias ? d->bias[co] : 0.0f;
+            for (int64_t tap = 0; tap < taps; tap++) {
+                const float *src = sana_tap_source(d->x, d->s, d->oh, d->ow, pixel, tap);  // [c] or NULL
+                if (!src) continue;
+                for (int64_t co = 0; co < cout; co++) {
+                    const float *w = d->wt + (tap * cout + co) * c;
+                    float q[8] = {0};
+                    int64_t j = 0;
+                    for (; j + 8 <= c; j += 8)
+                        for (int l = 0; l < 8; l++) q[l] += src[j + l] * w[j + l];
+                    for (; j < c; j++) q[j & 7] += src[j] * w[j];
+                    out[co] += ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+                }
+            }
+        }
+}
+
+int32_t sana_conv2d_f32_direct(const float *x, const sana_conv_shape *s, int32_t order, const float *w, int64_t cout,
+                               const float *bias, float *y) {
+    const int64_t oh = sana_conv_out_height(s), ow = sana_conv_out_width(s);
+    if (oh == 0 || ow == 0 || cout <= 0) return 1;
+    const int64_t c = s->c, taps = (int64_t)s->kernel * s->kernel;
+    float *wt = (float *)sana_scratch(6, (size_t)(taps * cout * c) * 4);
+    if (!wt) return 0;
+    // w [cout][c][taps] (reference) or [cout][taps][c] (tap-major) → wt [taps][cout][c]
+    for (int64_t co = 0; co < cout; co++)
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t t = 0; t < taps; t++)
+                wt[(t * cout + co) * c + ch] = order == SANA_CONV_TAP_MAJOR ? w[(co * taps + t) * c + ch] : w[(co * c + ch) * taps + t];
+    direct_ctx d = {x, s, wt, bias, y, oh, ow, cout};
+    run_rows(s->b * oh, ow * taps * c * cout, direct_rows, &d);
+    return 1;
 }

@@ -67,7 +67,7 @@ public final class SanaBundle: @unchecked Sendable {
             throw BundleError.badPreamble(path: path, reason: "checksum mismatch")
         }
         let version = u32(8)
-        guard version == BundleFormat.version else { throw BundleError.unsupportedVersion(path: path, version: version) }
+        guard BundleFormat.readableVersions.contains(version) else { throw BundleError.unsupportedVersion(path: path, version: version) }
         guard u32(12) == 0 else { throw BundleError.badPreamble(path: path, reason: "reserved flags \(u32(12)) are not 0") }
         guard u64(16) == UInt64(pre) else { throw BundleError.badPreamble(path: path, reason: "data offset \(u64(16)) is not \(pre)") }
         let maxInt = UInt64(Int.max)
@@ -94,7 +94,7 @@ public final class SanaBundle: @unchecked Sendable {
         self.dataOffset = pre
         self.dataLength = dataLength
         self.header = header
-        self.index = try Self.validate(header, path: path, dataLength: dataLength)
+        self.index = try Self.validate(header, path: path, dataLength: dataLength, preambleVersion: version)
     }
 
     /// The bundle being written at `path` (BundleWriter's temporary file, preamble not yet written): the first
@@ -113,7 +113,7 @@ public final class SanaBundle: @unchecked Sendable {
         self.dataOffset = BundleFormat.preambleSize
         self.dataLength = dataLength
         self.header = header
-        self.index = try Self.validate(header, path: path, dataLength: dataLength)
+        self.index = try Self.validate(header, path: path, dataLength: dataLength, preambleVersion: UInt32(header.version))
     }
 
     private static func describe(_ e: DecodingError) -> String {
@@ -126,10 +126,10 @@ public final class SanaBundle: @unchecked Sendable {
     }
 
     /// Every rule of docs/FORMAT.md "What a reader must check", items 2–4 and 6.
-    private static func validate(_ h: BundleHeader, path: String, dataLength: Int) throws -> [String: [String: Int]] {
+    private static func validate(_ h: BundleHeader, path: String, dataLength: Int, preambleVersion: UInt32) throws -> [String: [String: Int]] {
         guard h.format == "sana-bundle" else { throw BundleError.badHeader(path: path, reason: "format '\(h.format)'") }
-        guard h.version == Int(BundleFormat.version) else {
-            throw BundleError.badHeader(path: path, reason: "header version \(h.version) ≠ preamble version")
+        guard h.version == Int(preambleVersion) else {
+            throw BundleError.badHeader(path: path, reason: "header version \(h.version) ≠ preamble version \(preambleVersion)")
         }
         guard h.alignment > 0, h.alignment <= 1 << 20, h.alignment & (h.alignment - 1) == 0 else {
             throw BundleError.badHeader(path: path, reason: "alignment \(h.alignment)")
@@ -168,6 +168,12 @@ public final class SanaBundle: @unchecked Sendable {
                 throw bad("shape \(t.shape) overflows")
             }
             guard t.bytes == expected else { throw bad("packed size \(t.bytes), expected \(expected) for \(t.type) \(t.shape)") }
+            if let layout = t.layout {
+                // docs/FORMAT.md "Convolution weight layout": version 2, a k×k convolution weight [O, I, kh, kw].
+                guard h.version >= 2 else { throw bad("layout '\(layout)' in a version \(h.version) bundle") }
+                guard t.tensorLayout == .tapMajor else { throw bad("unknown layout '\(layout)'") }
+                guard t.shape.count == 4, t.shape[2] * t.shape[3] > 1 else { throw bad("layout '\(layout)' for shape \(t.shape), not a k×k convolution weight") }
+            }
             guard t.chunkRows >= 1, t.chunkRows <= t.rows else { throw bad("chunk_rows \(t.chunkRows) for \(t.rows) rows") }
             guard t.chunkRows == t.rows || t.chunkRows % type.rowBlock == 0 else {
                 throw bad("chunk_rows \(t.chunkRows) is not a multiple of the \(t.type) row block \(type.rowBlock)")
@@ -303,7 +309,7 @@ public final class BundleComponent: WeightSource, @unchecked Sendable {
             }
             if let first = errors.first { throw first }
         }
-        return StoredTensor(name: t.name, shape: t.shape, type: type, bytes: bytes)
+        return StoredTensor(name: t.name, shape: t.shape, type: type, bytes: bytes, layout: t.tensorLayout ?? .reference)
     }
 
     public func tensor(_ tensor: String) throws -> StoredTensor {

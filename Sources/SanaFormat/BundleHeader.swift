@@ -1,9 +1,15 @@
-// The bundle's preamble and JSON header, as specified in docs/FORMAT.md (version 1).
+// The bundle's preamble and JSON header, as specified in docs/FORMAT.md (versions 1 and 2).
 import Foundation
 
 public enum BundleFormat {
     public static let magic: [UInt8] = Array("SANABNDL".utf8)
-    public static let version: UInt32 = 1
+    /// The newest version this build reads and writes. Version 2 adds the tensor record's `layout` key (tap-major
+    /// convolution weights); the writer still writes 1 when no tensor uses it, so such bundles stay readable by
+    /// version-1 builds.
+    public static let version: UInt32 = 2
+    public static let readableVersions: ClosedRange<UInt32> = 1 ... 2
+    /// The version a bundle with these tensors is written as: the oldest that can describe them.
+    public static func version(for tensors: [TensorRecord]) -> UInt32 { tensors.contains { $0.layout != nil } ? 2 : 1 }
     public static let preambleSize = 64
     public static let alignment = 64
     public static let maxHeaderLength = 256 << 20
@@ -69,10 +75,13 @@ public struct TensorRecord: Codable, Sendable {
     public var chunkRows: Int
     public var frames: [FrameRecord]
     public var relRMS: Double
+    /// The column layout (TensorLayout raw value) when not the reference order; absent (nil) for the reference order.
+    /// Version ≥ 2 only.
+    public var layout: String?
 
     enum CodingKeys: String, CodingKey {
         case component, name, shape, type, policyClass = "class", sourceDType = "source_dtype", group, bytes
-        case chunkRows = "chunk_rows", frames, relRMS = "rel_rms"
+        case chunkRows = "chunk_rows", frames, relRMS = "rel_rms", layout
     }
 
     /// Matrix rows and columns of the reference shape (see sana_kernels.h). Valid after header validation.
@@ -80,6 +89,8 @@ public struct TensorRecord: Codable, Sendable {
     public var cols: Int { shape.count >= 2 ? shape.dropFirst().reduce(1, *) : max(shape.first ?? 1, 1) }
     public var storedBytes: Int { frames.reduce(0) { $0 + $1.size } }
     public var storageType: StorageType? { StorageType(name: type) }
+    /// The column layout; nil for an unknown `layout` value (a validation error).
+    public var tensorLayout: TensorLayout? { layout.map { TensorLayout(rawValue: $0) } ?? .reference }
     /// Rows held by frame `i`.
     public func frameRows(_ i: Int) -> Range<Int> { i * chunkRows ..< min(rows, (i + 1) * chunkRows) }
 }

@@ -82,7 +82,7 @@ public final class BundleWriter {
         var pre = [UInt8]()
         pre += BundleFormat.magic
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { pre += $0 } }
-        put(BundleFormat.version)
+        put(UInt32(header.version))
         put(UInt32(0))
         put(UInt64(BundleFormat.preambleSize))
         put(UInt64(dataLength))

@@ -79,6 +79,7 @@ public enum Converter {
         let shape: [Int]
         let policyClass: QuantizationPolicy.TensorClass
         let type: StorageType
+        let layout: TensorLayout  // column order (QuantizationPolicy.layout)
         let rows: Int, cols: Int, chunkRows: Int
         var frameCount: Int { (rows + chunkRows - 1) / chunkRows }
         func frameRows(_ k: Int) -> Range<Int> { k * chunkRows ..< min(rows, (k + 1) * chunkRows) }
@@ -110,7 +111,8 @@ public enum Converter {
                 let chunkRows = elements > policy.chunkElements
                     ? min(rows, max(block, policy.frameElements / cols / block * block)) : rows
                 items.append(Item(component: c.name, name: name, source: file, sourceName: srcName, sourceDType: e.dtype,
-                                  shape: e.shape, policyClass: cls, type: type, rows: rows, cols: cols, chunkRows: chunkRows))
+                                  shape: e.shape, policyClass: cls, type: type,
+                                  layout: QuantizationPolicy.layout(shape: e.shape, type: type), rows: rows, cols: cols, chunkRows: chunkRows))
             }
         }
         // Layer by layer (groups contiguous), in natural order.
@@ -139,7 +141,9 @@ public enum Converter {
         let values: [Float]
         let elements = rows.lowerBound * item.cols ..< rows.upperBound * item.cols
         do {
-            values = try item.source.floats(item.sourceName, elements: elements)
+            // Whole rows, each permuted to the stored column order.
+            values = item.layout.permuting(try item.source.floats(item.sourceName, elements: elements),
+                                           shape: [rows.count] + item.shape.dropFirst())
         } catch {
             r.error = "\(error)"
             return r
@@ -206,7 +210,7 @@ public enum Converter {
             }
             func header(_ tensors: [TensorRecord]) -> BundleHeader {
                 BundleHeader(
-                    format: "sana-bundle", version: Int(BundleFormat.version), alignment: BundleFormat.alignment,
+                    format: "sana-bundle", version: Int(BundleFormat.version(for: tensors)), alignment: BundleFormat.alignment,
                     converter: "sana convert 1, zstd \(Zstd.versionString), level \(options.zstdLevel)",
                     modelIndex: pipeline.modelIndexText, components: comps,
                     scheduler: SchedulerRecord(className: pipeline.schedulerClass, config: pipeline.schedulerText),
@@ -274,7 +278,8 @@ public enum Converter {
                     let rec = TensorRecord(component: item.component, name: item.name, shape: item.shape, type: item.type.name,
                                            policyClass: item.policyClass.rawValue, sourceDType: item.sourceDType,
                                            group: bundleGroup(of: item.name), bytes: bytes, chunkRows: item.chunkRows,
-                                           frames: frames, relRMS: rel)
+                                           frames: frames, relRMS: rel,
+                                           layout: item.layout == .reference ? nil : item.layout.rawValue)
                     records.append(rec)
                     let srcBytes = item.source.entries[item.sourceName].map { $0.end - $0.begin } ?? 0
                     report.tensors.append(.init(component: item.component, name: item.name, type: item.type,

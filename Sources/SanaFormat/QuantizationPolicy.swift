@@ -3,6 +3,8 @@ public struct QuantizationPolicy: Codable, Sendable, Equatable {
     /// Why a tensor got its storage type; recorded per tensor in the bundle and shown by `inspect`.
     public enum TensorClass: String, Sendable, CaseIterable {
         case quantized, embedding, sensitive, small, norm, vector, float
+        /// DC-AE EfficientViT blocks (ReLU linear attention, GLUMBConv): bf16 in integer bundles.
+        case efficientViT = "efficientvit"
     }
 
     /// The requested storage type (`--weights`).
@@ -39,6 +41,7 @@ public struct QuantizationPolicy: Codable, Sendable, Equatable {
             ? ["0-D/1-D tensors and norm weights: \(floatType)",
                "text encoder token embedding: \(embeddingType)",
                "sensitive (transformer patch_embed/proj_out/scale_shift_table, DC-AE decoder conv_in/conv_out): \(floatType)",
+               "efficientvit (DC-AE EfficientViT blocks' .attn. and .conv_out.conv_* weights): \(StorageType.bf16.name)",
                "fewer than \(minElements) elements or fewer columns than one quantization group: \(floatType)",
                "other weights (linear, 1x1 and kxk convolutions): \(weights.name)"]
             : ["0-D/1-D tensors and norm weights: \(floatType)", "other tensors: \(weights.name)"]
@@ -50,6 +53,15 @@ public struct QuantizationPolicy: Codable, Sendable, Equatable {
         "vae": ["decoder.conv_in.weight", "decoder.conv_out.weight"],
     ]
     static let embeddings: [String: String] = ["text_encoder": "embed_tokens.weight"]
+
+    /// The column layout a tensor of `shape` stored as `type` gets: tap-major for k×k convolution weights
+    /// [O, I, kh, kw] (kh·kw > 1) in an integer type when I is a multiple of the type's group size, so each
+    /// quantization group lies within one kernel tap and the input is quantized once per pixel
+    /// (docs/FORMAT.md "Convolution weight layout"); the reference order otherwise.
+    public static func layout(shape: [Int], type: StorageType) -> TensorLayout {
+        guard type.isQuantized, shape.count == 4, shape[2] * shape[3] > 1, shape[1] % type.groupSize == 0 else { return .reference }
+        return .tapMajor
+    }
 
     /// The class and storage type of one tensor.
     public func decide(component: String, name: String, shape: [Int]) -> (TensorClass, StorageType) {
@@ -70,6 +82,9 @@ public struct QuantizationPolicy: Codable, Sendable, Equatable {
         // A row shorter than one scale group is padded with zeros to a whole group: worth it down to 32 columns
         // (int4 groups are 64 wide); below that the scales and padding outweigh the saving.
         if elements < minElements || cols < min(target.groupSize, 32) { return (.small, float) }
+        // int8 activation rounding in the DC-AE's EfficientViT blocks shows in the picture; its ResBlock stages (~85 %
+        // of the decoder's work) stay integer (docs/NUMERICS.md "DC-AE", faithfulness).
+        if component == "vae" && (name.contains(".attn.") || name.contains(".conv_out.conv_")) { return (.efficientViT, .bf16) }
         return (.quantized, target)
     }
 }

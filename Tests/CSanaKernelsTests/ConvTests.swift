@@ -81,21 +81,106 @@ final class ConvTests: XCTestCase {
         for var g in Self.geometries.prefix(3) {
             for type in [SANA_TYPE_Q8, SANA_TYPE_Q4, SANA_TYPE_BF16, SANA_TYPE_F32].map({ Int32($0.rawValue) }) {
                 let (conv, viaCols) = Self.convBothWays(&g, type: type, cout: 5)
-                XCTAssertEqual(conv, viaCols, "reference type \(type) \(g)")
+                XCTAssertTrue(conv == viaCols, "reference type \(type) \(g)")
             }
         }
     }
 
-    /// (sana_conv2d, sana_linear on the scalar im2col) for random weights and bias.
-    static func convBothWays(_ g: inout sana_conv_shape, type: Int32, cout: Int) -> ([Float], [Float]) {
+    /// (sana_conv2d_ordered, sana_linear on the scalar im2col in the same column order) for random weights and bias.
+    static func convBothWays(_ g: inout sana_conv_shape, type: Int32, cout: Int, order: sana_conv_order = SANA_CONV_REFERENCE) -> ([Float], [Float]) {
         let x = KernelTests.gaussian(Int(g.b * g.h * g.w * g.c), seed: UInt64(g.w * 7 + g.c), outliers: true)
         let k = Int(g.c) * Int(g.kernel * g.kernel), m = Int(g.b * sana_conv_out_height(&g) * sana_conv_out_width(&g))
         let w = KernelTests.pack(type, KernelTests.gaussian(cout * k, seed: UInt64(k), outliers: false).map { $0 * 0.05 }, cout, k)
         let bias = KernelTests.gaussian(cout, seed: 5, outliers: false)
         var y = [Float](repeating: .nan, count: m * cout), yc = y
-        sana_conv2d(x, &g, type, w, Int64(cout), bias, &y)
-        sana_linear(scalarIm2col(x, g), Int64(m), Int64(k), type, w, Int64(cout), bias, &yc)
+        sana_conv2d_ordered(x, &g, type, w, Int32(order.rawValue), Int64(cout), bias, &y)
+        let cols = order == SANA_CONV_TAP_MAJOR ? scalarTapMajorIm2col(x, g) : scalarIm2col(x, g)
+        sana_linear(cols, Int64(m), Int64(k), type, w, Int64(cout), bias, &yc)
         return (y, yc)
+    }
+
+    // Tap-major geometries: c a multiple of the int4 group (64) or of both groups (128), so the quantized fast path
+    // runs; the last one has output rows entirely in the padding (pad ≥ kernel).
+    static let tapMajorGeometries: [sana_conv_shape] = [
+        sana_conv_shape(b: 2, h: 5, w: 7, c: 128, kernel: 3, stride: 1, pad: 1, upsample: 1),
+        sana_conv_shape(b: 1, h: 6, w: 5, c: 64, kernel: 3, stride: 2, pad: 1, upsample: 1),
+        sana_conv_shape(b: 2, h: 3, w: 4, c: 128, kernel: 3, stride: 1, pad: 1, upsample: 2),
+        sana_conv_shape(b: 1, h: 9, w: 11, c: 64, kernel: 3, stride: 1, pad: 1, upsample: 1),
+        sana_conv_shape(b: 1, h: 3, w: 4, c: 64, kernel: 2, stride: 1, pad: 2, upsample: 1),
+        sana_conv_shape(b: 1, h: 4, w: 3, c: 24, kernel: 3, stride: 1, pad: 1, upsample: 1),  // c % group ≠ 0: fallback
+    ]
+
+    /// The tap-major patch matrix by the definition: cols[p, (ky·k + kx)·c + ci], from the reference im2col.
+    static func scalarTapMajorIm2col(_ x: [Float], _ g: sana_conv_shape) -> [Float] {
+        let ref = scalarIm2col(x, g), c = Int(g.c), taps = Int(g.kernel * g.kernel), patch = c * taps
+        var cols = ref
+        for p in 0 ..< ref.count / patch { for ci in 0 ..< c { for t in 0 ..< taps {
+            cols[p * patch + t * c + ci] = ref[p * patch + ci * taps + t]
+        } } }
+        return cols
+    }
+
+    /// sana_conv2d_ordered(TAP_MAJOR) against sana_linear on the tap-major im2col matrix: bit-identical for int8/int4
+    /// (each activation group is one pixel's group either way), for every family, with bands of the default size and
+    /// of a few pixels (band boundaries inside rows and images), and for the forced reference; and the tap-major
+    /// f32 conv of the permuted weight against the reference-order conv (the permutation is the right one).
+    func testTapMajorConvEqualsTapMajorIm2colThenLinear() {
+        defer { sana_set_conv_band_pixels(0) }
+        let types = [SANA_TYPE_Q8, SANA_TYPE_Q4, SANA_TYPE_BF16].map { Int32($0.rawValue) }
+        var checked = 0
+        for family in KernelTests.families where sana_select_kernel_family(family) != 0 {
+            for bandPixels in [0, 5] {
+                sana_set_conv_band_pixels(Int64(bandPixels))
+                for var g in Self.tapMajorGeometries {
+                    for type in types {
+                        let (conv, viaCols) = Self.convBothWays(&g, type: type, cout: 19, order: SANA_CONV_TAP_MAJOR)
+                        XCTAssertTrue(conv == viaCols, "\(family) band \(bandPixels) type \(type) \(g): max diff \(zip(conv, viaCols).map { abs($0 - $1) }.max() ?? 0)")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 0)
+        sana_select_kernel_family(nil)
+        sana_force_reference(1)
+        for var g in Self.tapMajorGeometries.prefix(3) {
+            for type in types {
+                let (conv, viaCols) = Self.convBothWays(&g, type: type, cout: 5, order: SANA_CONV_TAP_MAJOR)
+                XCTAssertTrue(conv == viaCols, "reference type \(type) \(g)")
+            }
+        }
+        sana_force_reference(0)
+        for var g in Self.tapMajorGeometries {
+            let x = KernelTests.gaussian(Int(g.b * g.h * g.w * g.c), seed: 3, outliers: false)
+            let (c, taps, cout) = (Int(g.c), Int(g.kernel * g.kernel), 7)
+            let w = KernelTests.gaussian(cout * c * taps, seed: 4, outliers: false)
+            var wt = w  // [cout, c, taps] → [cout, taps, c]
+            for o in 0 ..< cout { for ci in 0 ..< c { for t in 0 ..< taps { wt[(o * taps + t) * c + ci] = w[(o * c + ci) * taps + t] } } }
+            let f32 = Int32(SANA_TYPE_F32.rawValue), m = Int(g.b * sana_conv_out_height(&g) * sana_conv_out_width(&g))
+            var y = [Float](repeating: .nan, count: m * cout), yt = y
+            sana_conv2d(x, &g, f32, KernelTests.pack(f32, w, cout, c * taps), Int64(cout), nil, &y)
+            sana_conv2d_ordered(x, &g, f32, KernelTests.pack(f32, wt, cout, c * taps), Int32(SANA_CONV_TAP_MAJOR.rawValue), Int64(cout), nil, &yt)
+            let maxRef = y.reduce(0) { max($0, abs($1)) }, maxDiff = zip(y, yt).reduce(0) { max($0, abs($1.0 - $1.1)) }
+            XCTAssertLessThanOrEqual(maxDiff / maxRef, 1e-5, "\(g)")
+        }
+    }
+
+    /// The direct f32 convolution for few outputs against sana_linear on the scalar im2col, both column orders.
+    func testDirectF32ConvMatchesIm2col() {
+        let f32 = Int32(SANA_TYPE_F32.rawValue)
+        for var g in Self.geometries + Self.tapMajorGeometries {
+            for order in [SANA_CONV_REFERENCE, SANA_CONV_TAP_MAJOR] {
+                let x = KernelTests.gaussian(Int(g.b * g.h * g.w * g.c), seed: 9, outliers: false)
+                let k = Int(g.c) * Int(g.kernel * g.kernel), m = Int(g.b * sana_conv_out_height(&g) * sana_conv_out_width(&g)), cout = 3
+                let w = KernelTests.gaussian(cout * k, seed: 10, outliers: false), bias = KernelTests.gaussian(cout, seed: 11, outliers: false)
+                var y = [Float](repeating: .nan, count: m * cout), yc = y
+                XCTAssertEqual(sana_conv2d_f32_direct(x, &g, Int32(order.rawValue), w, Int64(cout), bias, &y), 1)
+                let cols = order == SANA_CONV_TAP_MAJOR ? Self.scalarTapMajorIm2col(x, g) : Self.scalarIm2col(x, g)
+                sana_linear(cols, Int64(m), Int64(k), f32, KernelTests.pack(f32, w, cout, k), Int64(cout), bias, &yc)
+                let maxRef = yc.reduce(0) { max($0, abs($1)) }, maxDiff = zip(y, yc).reduce(0) { max($0, abs($1.0 - $1.1)) }
+                XCTAssertLessThanOrEqual(maxDiff / maxRef, 1e-5, "\(order) \(g)")
+            }
+        }
     }
 
     func testElementwiseHelpersMatchScalarLoops() {

@@ -28,6 +28,19 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// SiLU's vectorizable exp against Foundation's (double precision, rounded): within 2 ulp on [−87, 88].
+    func testVectorizableExpWithinTwoUlp() {
+        var worst: Float = 0
+        for i in 0 ..< 174_900 {  // x < 88 (the clamp)
+            let x = -87 + Float(i) * 0.001
+            let e = sana_exp_vec_for_testing(x), ref = Float(Foundation.exp(Double(x)))
+            worst = max(worst, abs(e - ref) / ref.ulp)
+        }
+        print("exp_vec worst error: \(worst) ulp")
+        XCTAssertLessThanOrEqual(worst, 2)
+        XCTAssertEqual(sana_exp_vec_for_testing(-200), sana_exp_vec_for_testing(-87))  // clamped, finite
+    }
+
     func testActivationsAndSoftmax() {
         let count = 4096 * 9 + 13  // pool chunks plus a tail
         let x = Tensor(shape: [count], data: gaussian(count, 4).map { $0 * 4 })

@@ -95,6 +95,9 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(try rec("text_encoder", "embed_tokens.weight").type, "int8")
         XCTAssertEqual(try rec("text_encoder", "norm.weight").policyClass, "vector")
         XCTAssertEqual(try rec("vae", "decoder.conv_out.weight").type, "f32")
+        XCTAssertEqual(try rec("vae", "decoder.up_blocks.2.0.conv_out.conv_point.weight").type, "bf16")
+        XCTAssertEqual(try rec("vae", "decoder.up_blocks.2.0.conv_out.conv_point.weight").policyClass, "efficientvit")
+        XCTAssertEqual(try rec("vae", "decoder.up_blocks.1.1.conv1.weight").type, "int4")
         XCTAssertNil(try? rec("vae", "decoder.up_blocks.0.1.norm.num_batches_tracked"))
         XCTAssertEqual(b.header.quantization.weights, "int4")
     }
@@ -246,8 +249,9 @@ final class BundleTests: XCTestCase {
 
     // MARK: Damaged bundles
 
-    func damaged(_ edit: (inout [UInt8]) -> Void) throws -> String {
-        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: try convert(TestPaths.pipeline("sana10"), .int8, name: "good.sana"))))
+    func damaged(from source: String? = nil, _ edit: (inout [UInt8]) -> Void) throws -> String {
+        let good = try source ?? convert(TestPaths.pipeline("sana10"), .int8, name: "good.sana")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good)))
         edit(&bytes)
         let path = dir + "/bad-\(UUID().uuidString).bin"
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -293,8 +297,8 @@ final class BundleTests: XCTestCase {
     }
 
     /// A header with valid checksums but bad contents (as a buggy or hostile writer could make).
-    func forged(_ transform: (String) -> String) throws -> String {
-        try damaged { bytes in
+    func forged(from source: String? = nil, _ transform: (String) -> String) throws -> String {
+        try damaged(from: source) { bytes in
             let headerOffset = Int(bytes[32 ..< 40].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
             let text = transform(String(decoding: bytes[headerOffset...], as: UTF8.self))
             let json = Array(text.utf8)
@@ -322,5 +326,47 @@ final class BundleTests: XCTestCase {
         expect(try forged { _ in "[1,2" }, badHeader)
         let int8 = StorageLayout(.int8)
         expect(try forged { $0.replacingOccurrences(of: "\"int8\":{\"group_size\":\(int8.groupSize)", with: "\"int8\":{\"group_size\":\(int8.groupSize * 2)") }, badTensor)
+    }
+
+    // MARK: Convolution weight layout (docs/FORMAT.md "Convolution weight layout")
+
+    /// k×k convolution weights whose input channels fill whole quantization groups are stored tap-major in integer
+    /// bundles (version 2, `layout` recorded); read back through `floats()` they are in the reference order again.
+    /// Float bundles stay version 1 without the key. A forged `layout` is rejected.
+    func testTapMajorConvolutionWeights() throws {
+        let pipe = try TestPaths.copyPipeline("sana10", to: dir)
+        var rng = TestRandom(state: 7)
+        let w64 = (0 ..< 4 * 64 * 9).map { _ in rng.normal() * 0.05 }, w128 = (0 ..< 3 * 128 * 9).map { _ in rng.normal() * 0.05 }
+        func bytes(_ v: [Float]) -> [UInt8] { v.flatMap { f in withUnsafeBytes(of: f.bitPattern.littleEndian) { Array($0) } } }
+        let vae = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: pipe + "/vae").first { $0.hasSuffix(".safetensors") })
+        try SafetensorsBuilder.rewrite(pipe + "/vae/" + vae, adding: [("decoder.extra64.weight", "F32", [4, 64, 3, 3], bytes(w64)),
+                                                                     ("decoder.extra128.weight", "F32", [3, 128, 3, 3], bytes(w128))])
+        for (type, tapMajor) in [(StorageType.int8, ["decoder.extra128.weight"]), (.int4, ["decoder.extra64.weight", "decoder.extra128.weight"])] {
+            let path = try convert(pipe, type)
+            let b = try SanaBundle(path: path)
+            XCTAssertEqual(b.header.version, 2, type.name)
+            let vaeSource = try b.component("vae")
+            for (name, shape, values) in [("decoder.extra64.weight", [4, 64, 3, 3], w64), ("decoder.extra128.weight", [3, 128, 3, 3], w128)] {
+                let rec = try vaeSource.info(name), t = try vaeSource.tensor(name)
+                let expected: TensorLayout = tapMajor.contains(name) ? .tapMajor : .reference
+                XCTAssertEqual(t.layout, expected, "\(type.name) \(name)")
+                XCTAssertEqual(rec.layout, expected == .reference ? nil : "tap_major")
+                // The stored bytes are the tap-major packing of the source; floats() gives the reference order back.
+                XCTAssertEqual(t.bytes, StoredTensor.pack(name: name, shape: shape, values: values, as: type, layout: expected).bytes)
+                XCTAssertLessThanOrEqual(Self.relRMS(t.floats(), values), Self.bound[type] ?? 0)
+            }
+            // Every other tensor of the tiny pipelines has too few input channels for a whole group.
+            XCTAssertEqual(b.header.tensors.filter { $0.layout != nil }.map(\.name).sorted(), tapMajor.sorted())
+            if type == .int8 {
+                func badTensor(_ e: BundleError) -> Bool { if case .badTensor = e { return true } else { return false } }
+                expect(try forged(from: path) { $0.replacingOccurrences(of: "\"layout\":\"tap_major\"", with: "\"layout\":\"diagonal\"") }, badTensor)
+                let float = try convert(pipe, .f32)
+                XCTAssertEqual(try SanaBundle(path: float).header.version, 1)
+                XCTAssertTrue(try SanaBundle(path: float).header.tensors.allSatisfy { $0.layout == nil })
+                // A layout key in a version-1 bundle, or on a tensor that is not a k×k convolution weight.
+                expect(try forged(from: float) { $0.replacingOccurrences(of: "\"name\":\"decoder.extra128.weight\"", with: "\"layout\":\"tap_major\",\"name\":\"decoder.extra128.weight\"") }, badTensor)
+                expect(try forged(from: path) { $0.replacingOccurrences(of: "\"shape\":[3,128,3,3]", with: "\"shape\":[3,1152]") }, badTensor)
+            }
+        }
     }
 }

@@ -35,4 +35,54 @@ final class DCAEMixedPrecisionTests: XCTestCase {
             XCTAssertLessThan(bf16, 2e-2, name)
         }
     }
+
+    /// AutoencoderDC.mixedDecoderSource: the ResBlock stages' matrix weights as int8, other matrix weights bf16,
+    /// depthwise kernels / norms / biases untouched; the decode stays within the all-int8 bound.
+    func testMixedDecoderSourceTypes() throws {
+        let dir = Fixtures.path("dcae/interpolate_evit")
+        let config = try AutoencoderDCConfig.load(path: dir + "/config.json")
+        let file = try SafetensorsFile(path: dir + "/weights.safetensors")
+        XCTAssertEqual(AutoencoderDC.resBlockStagePrefixes(config), ["decoder.up_blocks.0."])
+        let source = try AutoencoderDC.mixedDecoderSource(file, config: config, mix: .resBlockStages)
+        for name in source.tensorNames where name.hasPrefix("decoder.") {
+            let t = try source.tensor(name)
+            let expected: StorageType = !QuantizedWeightSource.matrixWeights(name, t.shape) ? try file.tensor(name).type
+                : name.hasPrefix("decoder.up_blocks.0.") ? .int8 : .bf16
+            XCTAssertEqual(t.type, expected, name)
+        }
+        let ae = try AutoencoderDC(config: config, source: source, parts: .decoder)
+        let error = relativeMaxError(try ae.decode(try Fixtures.tensor("dcae/interpolate_evit/decoder_input.npy")),
+                                     try Fixtures.tensor("dcae/interpolate_evit/decoder_output.npy"))
+        print("DC-AE mixed (int8 ResBlock stages, bf16 elsewhere) interpolate_evit: \(error)")
+        XCTAssertLessThan(error, 3e-2)
+    }
+
+    /// A k×k convolution whose input channels fill whole groups: int8/int4 weights packed tap-major (as the converter
+    /// and QuantizedWeightSource do) through Tensor.conv2d against the f32 convolution, with stride, padding and the
+    /// fused nearest upsample; and the same weights packed in the reference order for comparison.
+    func testTapMajorConvolutionLayer() throws {
+        var state: UInt64 = 11
+        func normal(_ n: Int) -> [Float] {
+            (0 ..< n).map { _ in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return Float(Int64(bitPattern: state >> 11) % 2001 - 1000) / 577
+            }
+        }
+        let (cin, cout) = (128, 24)
+        let x = Tensor(shape: [2, 7, 5, cin], data: normal(2 * 7 * 5 * cin))
+        let shape = [cout, cin, 3, 3], values = normal(cout * cin * 9).map { $0 * 0.05 }
+        let f32 = Linear(weight: StoredTensor.pack(name: "w", shape: shape, values: values, as: .f32), bias: normal(cout))
+        for type in [StorageType.int8, .int4] {
+            XCTAssertEqual(QuantizationPolicy.layout(shape: shape, type: type), .tapMajor)
+            let tap = Linear(weight: StoredTensor.pack(name: "w", shape: shape, values: values, as: type, layout: .tapMajor), bias: f32.bias)
+            let ref = Linear(weight: StoredTensor.pack(name: "w", shape: shape, values: values, as: type), bias: f32.bias)
+            for (stride, upsample) in [(1, 1), (2, 1), (1, 2)] {
+                let want = x.conv2d(f32, kernel: 3, padding: 1, stride: stride, upsample: upsample)
+                let eTap = relativeMaxError(x.conv2d(tap, kernel: 3, padding: 1, stride: stride, upsample: upsample), want)
+                let eRef = relativeMaxError(x.conv2d(ref, kernel: 3, padding: 1, stride: stride, upsample: upsample), want)
+                print("tap-major \(type.name) conv stride \(stride) upsample \(upsample): \(eTap) (reference order: \(eRef))")
+                XCTAssertLessThan(eTap, type == .int8 ? 2e-2 : 0.2)
+            }
+        }
+    }
 }

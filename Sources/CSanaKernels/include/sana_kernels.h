@@ -111,7 +111,10 @@ void sana_softmax(float *x, int64_t rows, int64_t c);
 
 /// Pointwise activations, in place over count elements.
 typedef enum { SANA_ACT_SILU = 0, SANA_ACT_RELU = 1, SANA_ACT_GELU = 2, SANA_ACT_GELU_TANH = 3 } sana_activation;
+/// SiLU (here and in sana_glu_silu) uses a vectorizable exp within 2 ulp of expf (sana_exp_vec_for_testing).
 void sana_activate(float *x, int64_t count, int32_t activation);
+/// The vectorizable exp of sana_activate's SiLU, exposed for its accuracy test.
+float sana_exp_vec_for_testing(float x);
 
 /// Depthwise k×k convolution, stride 1, zero padding k/2, channels-last: x [b, h, w, c], weight [c, k·k],
 /// bias [c] or NULL, y [b, h, w, c].
@@ -148,6 +151,37 @@ void sana_im2col(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, int
 /// Types without a SIMD kernel (and SANA_FORCE_REFERENCE) run im2col chunks through sana_linear.
 void sana_conv2d(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int64_t cout,
                  const float *bias, float *y);
+
+/// Column order of a k×k convolution's weight matrix [cout, c·k·k] (and of its patch rows).
+/// SANA_CONV_REFERENCE: (cin, ky, kx), PyTorch's [O, I, kh, kw]. SANA_CONV_TAP_MAJOR: (ky, kx, cin), i.e. the weight
+/// permuted to [O, kh, kw, I] before packing. With int8/int4 weights and c a multiple of the type's group size, every
+/// quantization group then lies within one tap, so the input can be quantized once per pixel (docs/FORMAT.md
+/// "Convolution weight layout").
+typedef enum { SANA_CONV_REFERENCE = 0, SANA_CONV_TAP_MAJOR = 1 } sana_conv_order;
+
+/// sana_conv2d with the weight's column order given. Tap-major int8/int4 weights with c % group == 0 and a SIMD
+/// kernel: the input is quantized once per (pixel, group), a band of input rows at a time, and each patch row is
+/// assembled from already-quantized bytes, scales and sums — bit-identical to sana_linear on the tap-major im2col
+/// matrix (each activation group is one pixel's group either way). Every other case (other types, c % group ≠ 0,
+/// no SIMD kernel, SANA_FORCE_REFERENCE) runs tap-major im2col chunks through sana_linear.
+void sana_conv2d_ordered(const float *x, const sana_conv_shape *s, int32_t type, const void *w, int32_t order,
+                         int64_t cout, const float *bias, float *y);
+
+/// Testing hook: output pixels per band of the tap-major quantized convolution (0 restores the default, 32768), so
+/// small tests cross band boundaries.
+void sana_set_conv_band_pixels(int64_t pixels);
+
+/// sana_im2col_rows with the patch columns in `order` (sana_conv_order).
+void sana_im2col_rows_ordered(const float *x, const sana_conv_shape *s, int32_t order, int64_t row0, int64_t rows,
+                              float *cols);
+
+/// Direct f32 convolution for few output channels (the DC-AE's conv_out: 128 → 3 at full resolution), where
+/// im2col + sgemm would write a c·k²-wide patch matrix to produce 3 values per pixel. w is f32 [cout, c·k·k] in
+/// `order`'s column order; y [b, oh, ow, cout]. Per output value: per tap an 8-way partial-sum dot product over the
+/// channels, taps summed in order (another fp32 summation order than sgemm: ≤ 1e-5 relative, ConvTests).
+/// Threaded over output rows. Returns 0 (nothing written) when scratch memory could not be had.
+int32_t sana_conv2d_f32_direct(const float *x, const sana_conv_shape *s, int32_t order, const float *w, int64_t cout,
+                               const float *bias, float *y);
 
 /// x[i] += a[i] over count elements (threaded).
 void sana_add(float *x, const float *a, int64_t count);

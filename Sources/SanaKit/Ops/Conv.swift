@@ -19,14 +19,24 @@ extension Tensor {
         let oh = Int(sana_conv_out_height(&geometry)), ow = Int(sana_conv_out_width(&geometry))
         precondition(oh > 0 && ow > 0, "conv2d: empty output for input \(shape), kernel \(kernel), stride \(stride)")
         let kk = cin * kernel * kernel, cout = conv.outFeatures
+        // Patch columns in the weight's stored order (tap-major weights: see TensorLayout).
+        let order = Int32(conv.weight.layout == .tapMajor ? SANA_CONV_TAP_MAJOR.rawValue : SANA_CONV_REFERENCE.rawValue)
         // out [B, oh, ow, Cout]: every element is written below, so it is not zero-filled first (the first touch
         // of a 0.5 GB map then happens in the kernels' threads).
         let out = [Float](unsafeUninitializedCapacity: b * oh * ow * cout) { o, initialized in
             data.withUnsafeBufferPointer { src in
-                if conv.runsOnKernels {
+                if !conv.runsOnKernels && conv.weight.type == .f32 && cout <= Tensor.directConvMaxOutputs {
                     conv.weight.bytes.withUnsafeBytes { wp in
                         conv.bias.withUnsafeBufferPointerOrNil { bp in
-                            sana_conv2d(src.baseAddress, &geometry, conv.weight.type.rawValue, wp.baseAddress, Int64(cout), bp, o.baseAddress)
+                            let ok = sana_conv2d_f32_direct(src.baseAddress, &geometry, order, wp.baseAddress?.assumingMemoryBound(to: Float.self),
+                                                            Int64(cout), bp, o.baseAddress)
+                            precondition(ok != 0, "conv2d \(conv.weight.name): no memory for the transposed weight")
+                        }
+                    }
+                } else if conv.runsOnKernels {
+                    conv.weight.bytes.withUnsafeBytes { wp in
+                        conv.bias.withUnsafeBufferPointerOrNil { bp in
+                            sana_conv2d_ordered(src.baseAddress, &geometry, conv.weight.type.rawValue, wp.baseAddress, order, Int64(cout), bp, o.baseAddress)
                         }
                     }
                 } else {
@@ -36,7 +46,7 @@ extension Tensor {
                     for r0 in Swift.stride(from: 0, to: b * oh, by: bandRows) {
                         let rows = Swift.min(bandRows, b * oh - r0)
                         cols.withUnsafeMutableBufferPointer { c in
-                            sana_im2col_rows(src.baseAddress, &geometry, Int64(r0), Int64(rows), c.baseAddress)
+                            sana_im2col_rows_ordered(src.baseAddress, &geometry, order, Int64(r0), Int64(rows), c.baseAddress)
                         }
                         let band = rows == bandRows ? cols : Array(cols[0 ..< rows * ow * kk])
                         let y = conv.apply(Tensor(shape: [rows * ow, kk], data: band))
@@ -50,6 +60,10 @@ extension Tensor {
         }
         return Tensor(shape: [b, oh, ow, cout], data: out)
     }
+
+    /// f32 convolutions with at most this many outputs run direct (sana_conv2d_f32_direct), not im2col + sgemm: the
+    /// patch matrix would be c·k²/cout times the output (the DC-AE's conv_out: 128·9 / 3 = 384×).
+    public static let directConvMaxOutputs = 8
 
     /// Upper bound on the im2col patch matrix of one band in conv2d's float path (floats): 8 M = 32 MB.
     public static let im2colBandFloats = 8 << 20
