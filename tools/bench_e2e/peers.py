@@ -14,7 +14,8 @@ modeling_visual_language), so this script does what its exporter does for Sana, 
 each component is loaded in bf16 (the checkpoint's dtype), made traceable with OpenVINO's 16-bit patch (as optimum does
 for 16-bit models), converted with openvino.convert_model (dynamic batch and sequence/spatial sizes), weight-compressed
 with nncf.compress_weights using optimum-intel's defaults (int8: INT8_ASYM per channel; int4: INT4_ASYM, group 128,
-ratio 1.0, nncf's default INT8_ASYM backup for embeddings), and saved as IR. At run time the three compiled models
+ratio 1.0, nncf's default INT8_ASYM backup for embeddings; group-size fallback ADJUST for layers whose width 128 does
+not divide), and saved as IR. At run time the three compiled models
 (text_encoder, transformer, vae_decoder, all compiled at load as OVSanaPipeline does) stand in for the torch modules
 of diffusers' SanaPipeline, so tokenization, scheduling and guidance are the same code as the diffusers peer.
 
@@ -252,8 +253,13 @@ def export_component(pipeline, component, targets, latent_hw):
         if weights == "int8":
             compressed = nncf.compress_weights(traced, mode=nncf.CompressWeightsMode.INT8_ASYM)
         elif weights == "int4":
-            compressed = nncf.compress_weights(traced, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128,
-                                               ratio=1.0)
+            # nncf's default fallback (ERROR) refuses group 128 where a layer's input width is not a multiple of it
+            # (Sana-1.6B's 2240 and 5600); ADJUST gives those layers the largest power-of-two group that divides the
+            # width (64 and 32), so every weight the 128-group rule covers is still 4-bit.
+            compressed = nncf.compress_weights(
+                traced, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128, ratio=1.0,
+                advanced_parameters=nncf.AdvancedCompressionParameters(
+                    group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST))
         else:
             compressed = traced
         dst = os.path.join(out_dir, component)

@@ -476,6 +476,7 @@ def main():
     ap.add_argument("--memory-limit", type=float, help="GiB per child (default: MemAvailable at start − 1 GiB)")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per child")
     ap.add_argument("--prepare", action="store_true", help="build missing checkpoints, bundles and IRs first")
+    ap.add_argument("--convert", default="int4,int8,bf16", help="with --prepare: the bundles to convert")
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"), help="'' to not write")
     ap.add_argument("--from-results", help="rewrite the report of a saved results JSON (no engine runs)")
     ap.add_argument("--reuse", action="append", default=[],
@@ -572,8 +573,8 @@ def prepare(args, mode):
     with the other mode's IRs are linked, the others exported once per component for both weights (one trace)."""
     m = MODES[mode]
     subprocess.run([args.python, os.path.join(HERE, "make_checkpoints.py"), "--cache", args.cache, "--models", mode,
-                    "--sana", args.sana, "--bundles", args.bundles]
-                   + ([] if os.access(args.sana, os.X_OK) else ["--convert", ""]), check=True)
+                    "--sana", args.sana, "--bundles", args.bundles,
+                    "--convert", args.convert if os.access(args.sana, os.X_OK) else ""], check=True)
     from peers import COMPONENTS, write_export_json
 
     pipeline = os.path.join(args.cache, "pipelines", m["pipeline"])
