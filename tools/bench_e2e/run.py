@@ -451,7 +451,12 @@ def peer_notes(args, mode, rows):
         f"{ov.get('openvino', '?').split('-')[0]} and nncf {ov.get('nncf', '?')} directly: each component loaded in "
         "bf16 and made traceable with OpenVINO's 16-bit patch, `openvino.convert_model` with dynamic shapes (traced at "
         "the benchmark size), `nncf.compress_weights` with optimum-intel's defaults (int8: INT8_ASYM per channel; "
-        "int4: INT4_ASYM, group 128, ratio 1.0, nncf's INT8_ASYM backup for the embedding), the three IRs compiled "
+        "int4: INT4_ASYM, group 128 (nncf's ADJUST fallback, a smaller power-of-two group, where 128 does not divide a "
+        "layer's width), ratio 1.0, nncf's INT8_ASYM backup for the embedding)"
+        + (f"; {', '.join(sorted(ov['shared']))} shared with the IRs of {ov['shared'][sorted(ov['shared'])[0]].split('/')[0][:-5]} "
+           "(the same checkpoint files, linked by `run.py --prepare`, checked by `check_shared_ir.py`)"
+           if ov.get("shared") else "")
+        + ", the three IRs compiled "
         f"at load (CPU inference precision {hint}), driven by diffusers' own SanaPipeline code (same tokenizer, "
         "scheduler and guidance as the PyTorch rows). The one-off conversions (`sana convert`, the OpenVINO export) "
         "are not in the table. diffusers loads the bf16 checkpoint and casts to the row's dtype."
