@@ -500,6 +500,15 @@ def main():
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     os.makedirs(os.path.join(args.cache, "images"), exist_ok=True)
     rows, argv = [], [args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]
+    results = os.path.join(args.cache, f"results-{mode}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+
+    def save(rows):
+        """Writes the results so far (after every row, so a long run that is stopped keeps its finished rows)."""
+        with open(results + ".tmp", "w") as f:
+            json.dump({"mode": mode, "settings": m, "steps": steps, "rows": rows, "argv": argv, "started": started},
+                      f, indent=1)
+        os.replace(results + ".tmp", results)
+
     if args.from_results:
         with open(args.from_results) as f:
             saved = json.load(f)
@@ -532,16 +541,15 @@ def main():
             row["status"] = failure(raw)
             row["stderr"] = raw["stderr"][-1500:]
             log(f"{engine} {variant}: {row['status']}")
+        save(merge_reused(list(rows), args.reuse, mode, steps))
     rows = merge_reused(rows, args.reuse, mode, steps)
     for r in rows:
         r.setdefault("disk", disk_bytes(r["engine"], r["variant"], args, mode))
     compare_images(rows)
     text = report(args, mode, fill_not_run(rows, args.not_run) if args.not_run else rows, started, argv)
     print(text)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(args.cache, f"results-{mode}-{stamp}.json"), "w") as f:
-        json.dump({"mode": mode, "settings": m, "steps": steps, "rows": rows, "argv": argv, "started": started}, f,
-                  indent=1)
+    save(rows)
+    log(f"saved {results}")
     if args.doc:
         write_section(args.doc, text, f"{steps} steps (`run.py --{mode}`")
         log(f"wrote {args.doc} section '{SECTION}'")
