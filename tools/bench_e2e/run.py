@@ -396,10 +396,11 @@ def report(args, mode, rows, started, argv):
     steps = args.steps or m["steps"]
     title = {"small": "Sana-0.6B (0.6B-512px config) at 512²", "full": "Sana-1.6B (1.6B-1024px config) at 1024²"}[mode]
     cmds = "\n".join(f"    {r['command']}" for r in rows if r.get("command"))
-    runs = []
-    for a in [argv] + [r.get("run_argv") for r in rows]:
-        if a and a not in runs:
-            runs.append(a)
+    runs = []  # the run.py invocations that measured the rows, in the order they ran
+    for r in sorted((r for r in rows if r.get("command")), key=lambda r: r.get("when", "")):
+        if r.get("run_argv") and r["run_argv"] not in runs:
+            runs.append(r["run_argv"])
+    runs = runs or [argv]
     lines = [
         f"### {title}, {steps} steps (`run.py --{mode}`, {run_span(rows, started)})",
         "",
