@@ -3,7 +3,7 @@
 the end-to-end benchmark (tools/bench_e2e/run.py), and converts them with `sana convert` at each storage type.
 
     ${PYTHON:-/work/main/.venv-ref/bin/python} tools/bench_e2e/make_checkpoints.py [--cache /work/bench-cache]
-        [--models small|full|all] [--convert int4,int8,bf16] [--sana .build/release/sana]
+        [--models small|full|all] [--convert int4,int8,bf16] [--sana .build/release/sana] [--bundles DIR]
 
 Layout under --cache (nothing of it goes into git):
   components/gemma-2-2b/          text encoder: models/configs/gemma-2-2b.json, bf16, 1 GB shards + index (transformers names)
@@ -13,7 +13,8 @@ Layout under --cache (nothing of it goes into git):
   components/scheduler/           DPMSolverMultistepScheduler with flow sigmas (Sana's release scheduler config)
   components/dit-<name>/          the DiT (models/configs/dit_sana_<name>.json), bf16, 1 GB shards + index (diffusers names)
   pipelines/<pipeline>/           model_index.json + symlinks to the components above (diffusers and `sana convert` read it)
-  bundles/<pipeline>-<type>.sana  `sana convert` output per storage type
+  bundles/<pipeline>-<type>.sana  `sana convert` output per storage type (--bundles puts them elsewhere, e.g. to
+                                  convert with a newer build next to the old bundles; --reconvert redoes existing ones)
 
 Weights are never materialized as a whole model: each model is built on the meta device for its state-dict names,
 shapes and dtypes, then tensors are drawn one at a time in bf16 and written shard by shard, so peak memory stays near one
@@ -230,11 +231,11 @@ def build_pipelines(cache, names, force):
     return out
 
 
-def convert(cache, sana, pipelines, types, force):
-    os.makedirs(os.path.join(cache, "bundles"), exist_ok=True)
+def convert(bundles, sana, pipelines, types, force):
+    os.makedirs(bundles, exist_ok=True)
     for name, src in pipelines.items():
         for t in types:
-            dst = bundle_path(cache, name, t)
+            dst = bundle_path(bundles, name, t)
             if os.path.exists(dst) and not force:
                 log(f"{dst}: present")
                 continue
@@ -245,8 +246,8 @@ def convert(cache, sana, pipelines, types, force):
             log(f"  {time.time() - t0:.0f} s, {os.path.getsize(dst) / 2**20:.0f} MiB")
 
 
-def bundle_path(cache, name, weights):
-    return os.path.join(cache, "bundles", f"{name}-{weights}.sana")
+def bundle_path(bundles, name, weights):
+    return os.path.join(bundles, f"{name}-{weights}.sana")
 
 
 def main():
@@ -255,7 +256,9 @@ def main():
     ap.add_argument("--models", choices=sorted(MODEL_SETS), default="small")
     ap.add_argument("--convert", default="int4,int8,bf16", help="storage types to convert to ('' for none)")
     ap.add_argument("--sana", default=os.path.join(ROOT, ".build", "release", "sana"))
+    ap.add_argument("--bundles", help="where the bundles go (default: CACHE/bundles)")
     ap.add_argument("--force", action="store_true", help="rebuild components and bundles that exist")
+    ap.add_argument("--reconvert", action="store_true", help="redo the bundles that exist (keep the checkpoints)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     pipelines = build_pipelines(args.cache, MODEL_SETS[args.models], args.force)
@@ -263,7 +266,8 @@ def main():
     if types:
         if not os.access(args.sana, os.X_OK):
             raise SystemExit(f"--sana {args.sana}: not an executable (swift build -c release first)")
-        convert(args.cache, args.sana, pipelines, types, args.force)
+        convert(args.bundles or os.path.join(args.cache, "bundles"), args.sana, pipelines, types,
+                args.force or args.reconvert)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
     peers.py diffusers --pipeline DIR --dtype float32|bfloat16 --prompt P --width W --height H --steps N --seed S
     peers.py openvino  --ir DIR --pipeline DIR --prompt P --width W --height H --steps N --seed S
-    peers.py ov-export --pipeline DIR --ir DIR --weights int8|int4 --width W --height H [--component NAME]
+    peers.py ov-export --pipeline DIR --ir DIR[,DIR] --weights int8|int4[,int8|int4] --width W --height H
+                       [--component NAME]   (several weights: one trace, compressed once per weights into its --ir)
 
 diffusers: SanaPipeline on the CPU, the whole pipeline in one dtype, all cores (torch default).
 openvino: optimum-intel 2.2.0 (the release that exports Sana as OVSanaPipeline) requires transformers < 5.6 and
@@ -13,7 +14,8 @@ modeling_visual_language), so this script does what its exporter does for Sana, 
 each component is loaded in bf16 (the checkpoint's dtype), made traceable with OpenVINO's 16-bit patch (as optimum does
 for 16-bit models), converted with openvino.convert_model (dynamic batch and sequence/spatial sizes), weight-compressed
 with nncf.compress_weights using optimum-intel's defaults (int8: INT8_ASYM per channel; int4: INT4_ASYM, group 128,
-ratio 1.0, nncf's default INT8_ASYM backup for embeddings), and saved as IR. At run time the three compiled models
+ratio 1.0, nncf's default INT8_ASYM backup for embeddings; group-size fallback ADJUST for layers whose width 128 does
+not divide), and saved as IR. At run time the three compiled models
 (text_encoder, transformer, vae_decoder, all compiled at load as OVSanaPipeline does) stand in for the torch modules
 of diffusers' SanaPipeline, so tokenization, scheduling and guidance are the same code as the diffusers peer.
 
@@ -204,9 +206,10 @@ class VaeDecoderExport(torch.nn.Module):
         return self.model.decode(latent_sample, return_dict=False)[0]
 
 
-def export_component(pipeline, component, out_dir, weights, latent_hw):
+def export_component(pipeline, component, targets, latent_hw):
     """Traces at the benchmark's latent size (latent_hw): shapes stay dynamic, but Python branches on sizes (DC-AE's
-    linear-vs-quadratic attention choice) are taken at trace time, so the example must take the benchmark's branch."""
+    linear-vs-quadratic attention choice) are taken at trace time, so the example must take the benchmark's branch.
+    targets: [(weights, out_dir)]; the traced model is compressed once per target (a clone for all but the last)."""
     import nncf
     import openvino as ov
     from openvino.frontend.pytorch import patch_model
@@ -244,29 +247,55 @@ def export_component(pipeline, component, out_dir, weights, latent_hw):
     with torch.no_grad():
         ov_model = ov.convert_model(wrapper, example_input=example, input=inputs)
     del wrapper, model
-    if weights == "int8":
-        ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-    elif weights == "int4":
-        ov_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128, ratio=1.0)
-    dst = os.path.join(out_dir, component)
-    os.makedirs(dst, exist_ok=True)
-    ov.save_model(ov_model, os.path.join(dst, "openvino_model.xml"), compress_to_fp16=False)
+    for i, (weights, out_dir) in enumerate(targets):
+        t0 = time.time()
+        traced = ov_model.clone() if i + 1 < len(targets) else ov_model
+        if weights == "int8":
+            compressed = nncf.compress_weights(traced, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        elif weights == "int4":
+            # nncf's default fallback (ERROR) refuses group 128 where a layer's input width is not a multiple of it
+            # (Sana-1.6B's 2240 and 5600); ADJUST gives those layers the largest power-of-two group that divides the
+            # width (64 and 32), so every weight the 128-group rule covers is still 4-bit.
+            compressed = nncf.compress_weights(
+                traced, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=128, ratio=1.0,
+                advanced_parameters=nncf.AdvancedCompressionParameters(
+                    group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST))
+        else:
+            compressed = traced
+        dst = os.path.join(out_dir, component)
+        os.makedirs(dst, exist_ok=True)
+        ov.save_model(compressed, os.path.join(dst, "openvino_model.xml"), compress_to_fp16=False)
+        del traced, compressed
+        print(f"  {component} {weights}: compressed and saved in {time.time() - t0:.0f} s", file=sys.stderr,
+              flush=True)
 
 
 def run_export(args):
+    targets = list(zip(args.weights.split(","), args.ir.split(",")))
+    if len(targets) != len(args.weights.split(",")) or len(targets) != len(args.ir.split(",")):
+        raise SystemExit("--weights and --ir need as many comma-separated entries")
+    for c in [args.component] if args.component else COMPONENTS:
+        t0 = time.time()
+        export_component(args.pipeline, c, targets, (args.height // 32, args.width // 32))
+        print(f"exported {c} ({args.weights}) in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    for weights, ir in targets:
+        write_export_json(ir, weights, [args.height, args.width], args.pipeline)
+
+
+def write_export_json(ir, weights, traced_at, pipeline, shared=None):
+    """export.json marks a complete IR set (all three components present); shared names components linked from
+    another IR set (run.py --prepare)."""
     import nncf
     import openvino as ov
 
-    for c in [args.component] if args.component else COMPONENTS:
-        t0 = time.time()
-        export_component(args.pipeline, c, args.ir, args.weights, (args.height // 32, args.width // 32))
-        print(f"exported {c} ({args.weights}) in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-    if not all(os.path.exists(os.path.join(args.ir, c, "openvino_model.xml")) for c in COMPONENTS):
-        return  # export.json marks a complete IR set
-    with open(os.path.join(args.ir, "export.json"), "w") as f:
-        json.dump({"weights": args.weights, "openvino": ov.__version__, "nncf": nncf.__version__,
-                   "traced_at": [args.height, args.width],
-                   "pipeline": os.path.abspath(args.pipeline)}, f, indent=1)
+    if not all(os.path.exists(os.path.join(ir, c, "openvino_model.xml")) for c in COMPONENTS):
+        return
+    info = {"weights": weights, "openvino": ov.__version__, "nncf": nncf.__version__, "traced_at": traced_at,
+            "pipeline": os.path.abspath(pipeline)}
+    if shared:
+        info["shared"] = shared
+    with open(os.path.join(ir, "export.json"), "w") as f:
+        json.dump(info, f, indent=1)
 
 
 def main():

@@ -13,6 +13,12 @@ after another: peak memory is the high-water mark of that child's process tree (
 descendants, sampled every 50 ms, and the kernel's ru_maxrss of the child from wait4, whichever is larger); time is the
 wall clock from spawn to exit ("end to end", including imports and weight loading) and the engine's own stage times.
 A child whose tree exceeds --memory-limit is killed and reported as out of memory (so a peer cannot take the machine down).
+
+Long runs can be done engine by engine: every run saves its rows (each with its own time, load average, command and,
+for SanaEdge, binary) to CACHE/results-MODE-*.json; `--reuse FILE` keeps the rows of FILE for the engines not run
+now, so a table is assembled from partial runs, and rerunning some engines (say SanaEdge with a newer --sana and
+bundles converted by it, --bundles) replaces just those rows. `--not-run REASON` lists the engines of the table that no
+run has measured with that reason.
 """
 
 import argparse
@@ -137,7 +143,7 @@ def command(engine, variant, args, mode, out_png):
     pipeline = os.path.join(args.cache, "pipelines", m["pipeline"])
     common = ["--width", str(m["size"]), "--height", str(m["size"]), "--steps", str(args.steps or m["steps"])]
     if engine == "sanaedge":
-        return [args.sana, "generate", "--model", bundle_path(args.cache, m["pipeline"], variant), "--prompt",
+        return [args.sana, "generate", "--model", bundle_path(args.bundles, m["pipeline"], variant), "--prompt",
                 args.prompt, "--seed", str(args.seed), "--output", out_png] + common
     peers = [args.python, os.path.join(HERE, "peers.py")]
     shared = ["--pipeline", pipeline, "--prompt", args.prompt, "--seed", str(args.seed), "--output", out_png] + common
@@ -173,22 +179,33 @@ def failure(raw):
     return "failed: " + (lines[-1][:160] if lines else f"exit {raw['exit']}")
 
 
-def merge_reused(rows, files, mode):
-    """Adds the rows of earlier runs (same mode) for engines not run now; table order follows ENGINES."""
+def merge_reused(rows, files, mode, steps):
+    """Adds the rows of earlier runs (same mode and steps) for engines not run now (the first file that has a row of
+    an engine wins); table order follows ENGINES. Each row keeps its own time, load average, command and binary."""
     have = {(r["engine"], r["variant"]) for r in rows}
     for path in files:
         with open(path) as f:
             old = json.load(f)
-        if old["mode"] != mode:
-            raise SystemExit(f"--reuse {path}: mode {old['mode']}, not {mode}")
+        old_steps = old.get("steps", old["settings"]["steps"])
+        if old["mode"] != mode or old_steps != steps:
+            raise SystemExit(f"--reuse {path}: --{old['mode']} with {old_steps} steps, not --{mode} with {steps}")
         for r in old["rows"]:
             if (r["engine"], r["variant"]) not in have:
-                r["reused"] = path
+                r.setdefault("reused", path)
                 r.setdefault("when", datetime.datetime.fromtimestamp(os.path.getmtime(path)).strftime("%Y-%m-%d %H:%M"))
+                r.setdefault("run_argv", old.get("argv"))
                 rows.append(r)
                 have.add((r["engine"], r["variant"]))
     order = {e: i for i, e in enumerate(ENGINES)}
     return sorted(rows, key=lambda r: order.get((r["engine"], r["variant"]), len(order)))
+
+
+def fill_not_run(rows, reason):
+    """Rows for the engines of the table that no run measured, with reason (e.g. "not run: time")."""
+    have = {(r["engine"], r["variant"]) for r in rows}
+    extra = [{"engine": e, "variant": v, "status": reason} for e, v in ENGINES if (e, v) not in have]
+    order = {e: i for i, e in enumerate(ENGINES)}
+    return sorted(rows + extra, key=lambda r: order.get((r["engine"], r["variant"]), len(order)))
 
 
 def disk_bytes(engine, variant, args, mode):
@@ -196,7 +213,7 @@ def disk_bytes(engine, variant, args, mode):
     the IR's .bin files."""
     m = MODES[mode]
     if engine == "sanaedge":
-        path = bundle_path(args.cache, m["pipeline"], variant)
+        path = bundle_path(args.bundles, m["pipeline"], variant)
         return os.path.getsize(path) if os.path.exists(path) else None
     root = (os.path.join(args.cache, "pipelines", m["pipeline"]) if engine == "diffusers"
             else os.path.join(args.cache, "openvino", f"{m['pipeline']}-{variant}"))
@@ -212,7 +229,7 @@ def missing_input(engine, variant, args, mode):
     if engine == "sanaedge":
         if not os.access(args.sana, os.X_OK):
             return f"not run: no executable {args.sana}"
-        if not os.path.exists(bundle_path(args.cache, m["pipeline"], variant)):
+        if not os.path.exists(bundle_path(args.bundles, m["pipeline"], variant)):
             return "not run: bundle missing (make_checkpoints.py --convert)"
     if engine == "openvino":
         ir = os.path.join(args.cache, "openvino", f"{m['pipeline']}-{variant}")
@@ -250,20 +267,37 @@ def machine():
             f"Python {platform.python_version()}; {', '.join(versions)}")
 
 
+def reference_row(rows):
+    """The image every other is compared with: diffusers float32's, or bfloat16's when float32 did not run."""
+    for variant in ("float32", "bfloat16"):
+        ref = next((r for r in rows if r["engine"] == "diffusers" and r["variant"] == variant and r.get("ok")
+                    and os.path.exists(r.get("image", ""))), None)
+        if ref:
+            return ref
+    return None
+
+
 def compare_images(rows):
-    """Mean |Δ| (8-bit levels) of each image against diffusers float32's: a check that every engine made the same
-    image (random weights give a noise-like image, so this is a consistency check, not a quality measure)."""
+    """Mean |Δ| (8-bit levels) of each image against the reference's (reference_row): a check that every engine made
+    the same image (random weights give a noise-like image, so this is a consistency check, not a quality measure).
+    A row keeps a difference computed earlier against the same reference (its image may since have been overwritten
+    by a run with other settings; rows saved before image_ref existed were computed against float32 at their run)."""
     import numpy as np
     from PIL import Image
 
-    ref = next((r for r in rows if r["engine"] == "diffusers" and r["variant"] == "float32" and r.get("ok")), None)
+    ref = reference_row(rows)
     if ref is None:
         return
-    base = np.asarray(Image.open(ref["image"]), dtype=np.float32)
+    base = None
     for r in rows:
+        if r.get("image_diff") is not None and r.get("image_ref", ref["image"]) == ref["image"]:
+            continue
         if r.get("ok") and os.path.exists(r["image"]):
+            if base is None:
+                base = np.asarray(Image.open(ref["image"]), dtype=np.float32)
             img = np.asarray(Image.open(r["image"]), dtype=np.float32)
             r["image_diff"] = float(np.abs(img - base).mean()) if img.shape == base.shape else None
+            r["image_ref"] = ref["image"]
 
 
 def wrap(text):
@@ -277,41 +311,84 @@ def fmt(x, digits=1):
 def table(rows, steps):
     peers = [r for r in rows if r["engine"] != "sanaedge" and r.get("ok")]
     fastest = min((r["wall"] for r in peers), default=None)
+    leanest = min((r["cpu"] for r in peers), default=None)
+    ref = reference_row(rows)
+    ref_name = f"diffusers {ref['variant']}" if ref else "diffusers float32"
     head = ("| engine | weights | encode prompt (s) | denoise (s) | per step (s) | decode (s) | generate (s) "
-            "| end to end (s) | CPU (s) | peak RSS (MiB) | speed vs fastest peer (end to end; > 1 = faster) "
-            "| model on disk (MiB) "
-            "| image mean abs diff | load avg |")
+            "| end to end (s) | CPU (s) | peak RSS (MiB) | vs fastest peer: end to end / CPU (> 1 = faster) "
+            f"| model on disk (MiB) | image mean abs diff vs {ref_name} | load avg (run at) |")
     lines = [head, "|" + "---|" * 14]
     for r in rows:
         name = {"sanaedge": "SanaEdge", "diffusers": "diffusers (PyTorch)", "openvino": "OpenVINO"}[r["engine"]]
-        if r.get("reused"):
-            name += f" (earlier run, {r.get('when', '?')})"
         if not r.get("ok"):
             lines.append(f"| {name} | {r['variant']} | {r['status']} |" + " |" * 11)
             continue
         s = r["stages"]
-        ratio = f"{fastest / r['wall']:.2f}×" if fastest else "—"
+        ratio = f"{fastest / r['wall']:.2f}× / {leanest / r['cpu']:.2f}×" if fastest else "—"
         lines.append(f"| {name} | {r['variant']} | {fmt(s['encode'])} | {fmt(s['denoise'])} | "
                      f"{fmt(s['denoise'] / steps, 2)} | {fmt(s['decode'])} | {fmt(s['generate'])} | {fmt(r['wall'])} | "
                      f"{fmt(r['cpu'])} | {r['peak'] / 2**20:.0f} | {ratio} | "
                      f"{fmt(r['disk'] / 2**20 if r.get('disk') else None, 0)} | {fmt(r.get('image_diff'), 2)} "
-                     f"| {r['load_before']:.1f}→{r['load_after']:.1f} |")
+                     f"| {r['load_before']:.1f}→{r['load_after']:.1f} ({r.get('when', '?')[-5:]}) |")
     return "\n".join(lines)
 
 
-def write_section(path, text):
-    """Replaces (or appends) the "End to end" section of docs/BENCHMARKS.md, leaving the other sections untouched."""
+def write_section(path, text, key):
+    """Replaces the subsection of docs/BENCHMARKS.md's "End to end" section whose heading contains key (one per mode
+    and step count), or adds it at the top of the section (adding the section if missing). The other subsections (the
+    hand-written reading, other modes) and the other sections stay untouched."""
     with open(path) as f:
         doc = f.read()
+    body = text.strip() + "\n"
     start = doc.find("\n" + SECTION + "\n")
-    body = SECTION + "\n\n" + text.strip() + "\n"
     if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + body
+        doc = doc.rstrip("\n") + "\n\n" + SECTION + "\n\n" + body
     else:
-        nxt = doc.find("\n## ", start + 1)
-        doc = doc[: start + 1] + body + ("\n" + doc[nxt + 1:] if nxt >= 0 else "")
+        end = doc.find("\n## ", start + 1)
+        end = len(doc) if end < 0 else end + 1
+        section = doc[start + 1:end]
+        old = next((m for m in re.finditer(r"^### .*$", section, re.M) if key in m.group(0)), None)
+        if old is None:
+            head = len(SECTION) + 1
+            section = section[:head] + "\n" + body + section[head:]
+        else:
+            nxt = re.compile(r"^##", re.M).search(section, old.end())
+            section = section[:old.start()] + body + ("\n" + section[nxt.start():] if nxt else "")
+        doc = doc[:start + 1] + section + doc[end:]
     with open(path, "w") as f:
         f.write(doc)
+
+
+def argv_value(argv, flag):
+    """The value given to flag in a saved run.py argv, or None."""
+    for i, a in enumerate(argv or []):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return None
+
+
+def run_span(rows, started):
+    """"2026-11-29 07:10" for one run, "2026-11-29 07:10–08:40" for rows of several runs."""
+    times = sorted(r["when"] for r in rows if r.get("when") and r.get("command"))
+    if not times:
+        return started
+    first, last = times[0], times[-1]
+    if first == last:
+        return first
+    return f"{first}–{last[11:]}" if first[:10] == last[:10] else f"{first}–{last}"
+
+
+def sanaedge_notes(rows):
+    """One line per SanaEdge binary that produced rows of the table."""
+    seen = {}
+    for r in rows:
+        if r["engine"] == "sanaedge" and r.get("command"):
+            key = (r.get("sana") or shlex.split(r["command"])[0],
+                   r.get("sana_note", argv_value(r.get("run_argv"), "--sana-note") or ""))
+            seen.setdefault(key, []).append(r["variant"])
+    return [f"SanaEdge {', '.join(v)}: `{b}`" + (f" ({n})" if n else "") + "." for (b, n), v in seen.items()]
 
 
 def report(args, mode, rows, started, argv):
@@ -319,8 +396,13 @@ def report(args, mode, rows, started, argv):
     steps = args.steps or m["steps"]
     title = {"small": "Sana-0.6B (0.6B-512px config) at 512²", "full": "Sana-1.6B (1.6B-1024px config) at 1024²"}[mode]
     cmds = "\n".join(f"    {r['command']}" for r in rows if r.get("command"))
+    runs = []  # the run.py invocations that measured the rows, in the order they ran
+    for r in sorted((r for r in rows if r.get("command")), key=lambda r: r.get("when", "")):
+        if r.get("run_argv") and r["run_argv"] not in runs:
+            runs.append(r["run_argv"])
+    runs = runs or [argv]
     lines = [
-        f"### {title}, {steps} steps (`run.py --{mode}`, {started})",
+        f"### {title}, {steps} steps (`run.py --{mode}`, {run_span(rows, started)})",
         "",
         wrap(f"Machine: {machine()}."),
         "",
@@ -331,22 +413,24 @@ def report(args, mode, rows, started, argv):
         f"its own process, one after another, with all cores. \"End to end\" is the child's wall time from spawn to exit "
         f"(imports, weight loading, compilation, generation, PNG); \"generate\" excludes loading; \"CPU\" is the child's "
         f"user + system time; peak RSS is the high-water mark of the child's process tree; \"image mean abs diff\" is the "
-        f"mean |Δ| in 8-bit levels against diffusers float32's PNG (a same-image check). The machine is shared "
-        f"(load average before→after each run in the last column), so only ratios within one run mean anything."),
+        f"mean |Δ| in 8-bit levels against diffusers' PNG (a same-image check). \"vs fastest peer\" divides the fastest "
+        f"peer's end-to-end time by the row's, and the smallest peer CPU time by the row's CPU time. The machine is "
+        f"shared (load average before→after each run, and the time it ran, in the last column): wall-clock ratios "
+        f"move with the load of the moment, CPU-time ratios much less."),
         "",
         table(rows, steps),
         "",
         wrap(peer_notes(args, mode, rows)),
         "",
-        wrap(f"SanaEdge: `{args.sana}`" + (f" ({args.sana_note})" if args.sana_note else "") + "."),
+        "\n".join(wrap(n) for n in sanaedge_notes(rows)),
         "",
         wrap("Targets of issue 8 (measured, not asserted): Sana-1.6B at 1024², 20 steps, int4 — end to end ≥ 2× faster "
              "than the fastest peer, peak ≤ 1 GB (`run.py --full`); Sana-0.6B at 512², 20 steps, int8 — under 40 s end "
              "to end on 2 cores (`run.py --small --steps 20 --engines sanaedge:int8`, on a quiet machine)."),
         "",
-        "Commands (run.py ran them in this order):",
+        "Commands (run.py, then the child of each row in table order):",
         "",
-        "    " + shlex.join(argv),
+        "\n".join("    " + shlex.join(a) for a in runs),
         cmds,
     ]
     return "\n".join(lines)
@@ -368,7 +452,12 @@ def peer_notes(args, mode, rows):
         f"{ov.get('openvino', '?').split('-')[0]} and nncf {ov.get('nncf', '?')} directly: each component loaded in "
         "bf16 and made traceable with OpenVINO's 16-bit patch, `openvino.convert_model` with dynamic shapes (traced at "
         "the benchmark size), `nncf.compress_weights` with optimum-intel's defaults (int8: INT8_ASYM per channel; "
-        "int4: INT4_ASYM, group 128, ratio 1.0, nncf's INT8_ASYM backup for the embedding), the three IRs compiled "
+        "int4: INT4_ASYM, group 128 (nncf's ADJUST fallback, a smaller power-of-two group, where 128 does not divide a "
+        "layer's width), ratio 1.0, nncf's INT8_ASYM backup for the embedding)"
+        + (f"; {', '.join(sorted(ov['shared']))} shared with the IRs of {ov['shared'][sorted(ov['shared'])[0]].split('/')[0][:-5]} "
+           "(the same checkpoint files, linked by `run.py --prepare`, checked by `check_shared_ir.py`)"
+           if ov.get("shared") else "")
+        + ", the three IRs compiled "
         f"at load (CPU inference precision {hint}), driven by diffusers' own SanaPipeline code (same tokenizer, "
         "scheduler and guidance as the PyTorch rows). The one-off conversions (`sana convert`, the OpenVINO export) "
         "are not in the table. diffusers loads the bf16 checkpoint and casts to the row's dtype."
@@ -382,6 +471,7 @@ def main():
     mode.add_argument("--full", action="store_true", help="Sana-1.6B at 1024², 20 steps")
     ap.add_argument("--cache", default="/work/bench-cache", help="checkpoints, bundles, IRs and images (not in git)")
     ap.add_argument("--sana", default=os.path.join(ROOT, ".build", "release", "sana"))
+    ap.add_argument("--bundles", help="where SanaEdge's bundles are (default: CACHE/bundles; see make_checkpoints.py)")
     ap.add_argument("--sana-note", default="", help="where the --sana binary comes from (printed under the table)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the peers")
     ap.add_argument("--engines", default=",".join(f"{e}:{v}" for e, v in ENGINES),
@@ -392,35 +482,54 @@ def main():
     ap.add_argument("--memory-limit", type=float, help="GiB per child (default: MemAvailable at start − 1 GiB)")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per child")
     ap.add_argument("--prepare", action="store_true", help="build missing checkpoints, bundles and IRs first")
+    ap.add_argument("--convert", default="int4,int8,bf16", help="with --prepare: the bundles to convert")
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"), help="'' to not write")
     ap.add_argument("--from-results", help="rewrite the report of a saved results JSON (no engine runs)")
     ap.add_argument("--reuse", action="append", default=[],
-                    help="results JSON of an earlier run of the same mode: its rows of engines not in --engines are "
-                         "kept (marked in the table)")
+                    help="results JSON of an earlier run of the same mode and steps: its rows of engines not run now "
+                         "are kept, each with its own time and load (repeatable; the first file with a row wins)")
+    ap.add_argument("--not-run", help="reason shown for the engines of the table that no run measured, e.g. "
+                                      "'not run: time' (default: leave them out)")
     args = ap.parse_args()
     mode = "small" if args.small else "full"
     m = MODES[mode]
+    steps = args.steps or m["steps"]
+    args.bundles = args.bundles or os.path.join(args.cache, "bundles")
     limit = args.memory_limit * 2**30 if args.memory_limit else mem_available() - 2**30
     if args.prepare:
         prepare(args, mode)
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     os.makedirs(os.path.join(args.cache, "images"), exist_ok=True)
     rows, argv = [], [args.python, "tools/bench_e2e/run.py"] + sys.argv[1:]
+    results = os.path.join(args.cache, f"results-{mode}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+
+    def save(rows):
+        """Writes the results so far (after every row, so a long run that is stopped keeps its finished rows)."""
+        with open(results + ".tmp", "w") as f:
+            json.dump({"mode": mode, "settings": m, "steps": steps, "rows": rows, "argv": argv, "started": started},
+                      f, indent=1)
+        os.replace(results + ".tmp", results)
+
     if args.from_results:
         with open(args.from_results) as f:
             saved = json.load(f)
         rows, argv, started = saved["rows"], saved.get("argv", argv), saved.get("started", started)
+        for r in rows:
+            r.setdefault("run_argv", argv)
         args.engines = ""
     for item in filter(None, args.engines.split(",")):
         engine, variant = item.split(":")
-        row = {"engine": engine, "variant": variant, "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+        row = {"engine": engine, "variant": variant, "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+               "run_argv": argv}
+        if engine == "sanaedge":
+            row.update({"sana": args.sana, "sana_note": args.sana_note})
         rows.append(row)
         reason = missing_input(engine, variant, args, mode)
         if reason:
             row["status"] = reason
             log(f"{engine} {variant}: {reason}")
             continue
-        png = os.path.join(args.cache, "images", f"{mode}-{engine}-{variant}.png")
+        png = os.path.join(args.cache, "images", f"{mode}-{steps}steps-{engine}-{variant}.png")
         row["image"] = png
         row["disk"] = disk_bytes(engine, variant, args, mode)
         raw = run_child(command(engine, variant, args, mode, png), limit, args.timeout)
@@ -433,32 +542,77 @@ def main():
             row["status"] = failure(raw)
             row["stderr"] = raw["stderr"][-1500:]
             log(f"{engine} {variant}: {row['status']}")
-    rows = merge_reused(rows, args.reuse, mode)
+        save(merge_reused(list(rows), args.reuse, mode, steps))
+    rows = merge_reused(rows, args.reuse, mode, steps)
     for r in rows:
         r.setdefault("disk", disk_bytes(r["engine"], r["variant"], args, mode))
     compare_images(rows)
-    text = report(args, mode, rows, started, argv)
+    text = report(args, mode, fill_not_run(rows, args.not_run) if args.not_run else rows, started, argv)
     print(text)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(args.cache, f"results-{mode}-{stamp}.json"), "w") as f:
-        json.dump({"mode": mode, "settings": m, "rows": rows, "argv": argv, "started": started}, f, indent=1)
+    save(rows)
+    log(f"saved {results}")
     if args.doc:
-        write_section(args.doc, text)
+        write_section(args.doc, text, f"{steps} steps (`run.py --{mode}`")
         log(f"wrote {args.doc} section '{SECTION}'")
 
 
+# OpenVINO components that one mode's IR set can take from another's: the same checkpoint files (the pipelines link
+# the same components/ directory) give the same IR, since the shapes are dynamic and weight compression is data-free.
+# The text encoder never sees the image size. The DC-AE decoder is traced at the other mode's latent size, which is
+# sound because its only size-dependent Python branch (diffusers' SanaMultiscaleAttnProcessor2_0: linear attention
+# when height·width > attention_head_dim = 32) takes the linear path at every EfficientViT stage for 512² and 1024²
+# alike (latents of 16² and 32² and larger); docs/BENCHMARKS.md records the numerical check of the 1024² decode.
+SHAREABLE = {"text_encoder": "text_encoder", "vae_decoder": "vae"}
+
+
+def shared_ir(args, mode, component, weights, ir):
+    """Links ir/component to another mode's IR of the same checkpoint component; returns what it linked, or None."""
+    if component not in SHAREABLE:
+        return None
+    here = os.path.realpath(os.path.join(args.cache, "pipelines", MODES[mode]["pipeline"], SHAREABLE[component]))
+    for other, m in MODES.items():
+        name = f"{m['pipeline']}-{weights}"
+        src = os.path.join(args.cache, "openvino", name, component)
+        theirs = os.path.realpath(os.path.join(args.cache, "pipelines", m["pipeline"], SHAREABLE[component]))
+        if other != mode and theirs == here and os.path.exists(os.path.join(src, "openvino_model.xml")):
+            os.makedirs(ir, exist_ok=True)
+            os.symlink(os.path.join("..", name, component), os.path.join(ir, component))
+            log(f"{ir}/{component} -> {src} (same checkpoint component)")
+            return f"{name}/{component}"
+    return None
+
+
 def prepare(args, mode):
+    """Checkpoints and bundles (make_checkpoints.py), then the OpenVINO IR sets for int8 and int4: components shared
+    with the other mode's IRs are linked, the others exported once per component for both weights (one trace)."""
     m = MODES[mode]
     subprocess.run([args.python, os.path.join(HERE, "make_checkpoints.py"), "--cache", args.cache, "--models", mode,
-                    "--sana", args.sana] + ([] if os.access(args.sana, os.X_OK) else ["--convert", ""]), check=True)
-    for w in ("int8", "int4"):
-        ir = os.path.join(args.cache, "openvino", f"{m['pipeline']}-{w}")
-        if os.path.exists(os.path.join(ir, "export.json")):
-            continue
-        for c in ("vae_decoder", "transformer", "text_encoder"):
-            subprocess.run([args.python, os.path.join(HERE, "peers.py"), "ov-export", "--pipeline",
-                            os.path.join(args.cache, "pipelines", m["pipeline"]), "--ir", ir, "--weights", w,
-                            "--width", str(m["size"]), "--height", str(m["size"]), "--component", c], check=True)
+                    "--sana", args.sana, "--bundles", args.bundles,
+                    "--convert", args.convert if os.access(args.sana, os.X_OK) else ""], check=True)
+    from peers import COMPONENTS, write_export_json
+
+    pipeline = os.path.join(args.cache, "pipelines", m["pipeline"])
+    irs = {w: os.path.join(args.cache, "openvino", f"{m['pipeline']}-{w}") for w in ("int8", "int4")}
+    irs = {w: ir for w, ir in irs.items() if not os.path.exists(os.path.join(ir, "export.json"))}
+    shared = {w: {} for w in irs}
+    for c in ("vae_decoder", "transformer", "text_encoder"):
+        need = {}
+        for w, ir in irs.items():
+            if os.path.exists(os.path.join(ir, c, "openvino_model.xml")):
+                continue
+            link = shared_ir(args, mode, c, w, ir)
+            if link:
+                shared[w][c] = link
+            else:
+                need[w] = ir
+        if need:
+            subprocess.run([args.python, os.path.join(HERE, "peers.py"), "ov-export", "--pipeline", pipeline,
+                            "--ir", ",".join(need.values()), "--weights", ",".join(need), "--width", str(m["size"]),
+                            "--height", str(m["size"]), "--component", c], check=True)
+    for w, ir in irs.items():
+        write_export_json(ir, w, [m["size"], m["size"]], pipeline, shared[w] or None)
+        if not all(os.path.exists(os.path.join(ir, c, "openvino_model.xml")) for c in COMPONENTS):
+            raise SystemExit(f"{ir}: incomplete IR set")
 
 
 if __name__ == "__main__":
