@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Trains the Sana-Shapes autoencoder: a small diffusers AutoencoderDC (the classes Sana uses, four stages, spatial
-compression 8, 8 latent channels) on the rendered pictures, with a mean-squared reconstruction loss.
+compression 8, 8 latent channels by default) on the rendered pictures, with a mean-squared reconstruction loss in
+which shape pixels weigh 1 + --shape-weight (see shape_weights).
 
-    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py [--minutes 8] [--threads 1]
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py [--minutes 24] [--threads 1]
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py --decoder-only --lr 1e-3 --minutes 33
 
 reads OUT/dataset.npz (render_dataset.py), writes OUT/vae/ (save_pretrained, scaling_factor set to 1/std of the
 training latents) and OUT/vae_state.pt (model + optimizer + step, so a rerun with a larger --minutes resumes).
-Deterministic for a fixed --threads and step count (seed 0); --minutes bounds wall time, --steps fixes the count.
+--decoder-only (after train_dit.py) freezes the encoder: the latents the DiT was trained on, and the scaling factor,
+stay as they were. Deterministic for a fixed --threads and step count (seed 0); --minutes bounds wall time (the
+total, including earlier runs), --steps fixes the count.
 """
 import argparse
 import json
