@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Trains the Sana-Shapes autoencoder: a small diffusers AutoencoderDC (the classes Sana uses, four stages, spatial
-compression 8, 8 latent channels) on the rendered pictures, with a mean-squared reconstruction loss.
+compression 8, 8 latent channels by default) on the rendered pictures, with a mean-squared reconstruction loss in
+which shape pixels weigh 1 + --shape-weight (see shape_weights).
 
-    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py [--minutes 8] [--threads 1]
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py [--minutes 24] [--threads 1]
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_autoencoder.py --decoder-only --lr 1e-3 --minutes 33
 
 reads OUT/dataset.npz (render_dataset.py), writes OUT/vae/ (save_pretrained, scaling_factor set to 1/std of the
 training latents) and OUT/vae_state.pt (model + optimizer + step, so a rerun with a larger --minutes resumes).
-Deterministic for a fixed --threads and step count (seed 0); --minutes bounds wall time, --steps fixes the count.
+--decoder-only (after train_dit.py) freezes the encoder: the latents the DiT was trained on, and the scaling factor,
+stay as they were. Deterministic for a fixed --threads and step count (seed 0); --minutes bounds wall time (the
+total, including earlier runs), --steps fixes the count.
 """
 import argparse
 import json
@@ -17,21 +21,40 @@ import numpy as np
 import torch
 from diffusers import AutoencoderDC
 
-CONFIG = dict(
-    in_channels=3, latent_channels=8, attention_head_dim=8,
-    encoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
-    decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
-    encoder_block_out_channels=(16, 32, 64, 64), decoder_block_out_channels=(16, 32, 64, 64),
-    encoder_layers_per_block=(1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
-    encoder_qkv_multiscales=((), (), (), (5,)), decoder_qkv_multiscales=((), (), (), (5,)),
-    upsample_block_type="pixel_shuffle", downsample_block_type="pixel_unshuffle",
-    decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,
-)
+# Stage widths by spatial compression (2^(stages − 1)); the last stage adds linear attention, as Sana's DC-AE does.
+STAGES = {8: (16, 32, 64, 64), 4: (16, 32, 64)}
+
+
+def config(compression, latent_channels):
+    widths = STAGES[compression]
+    n = len(widths)
+    types = ("ResBlock",) * (n - 1) + ("EfficientViTBlock",)
+    scales = ((),) * (n - 1) + ((5,),)
+    return dict(
+        in_channels=3, latent_channels=latent_channels, attention_head_dim=8,
+        encoder_block_types=types, decoder_block_types=types,
+        encoder_block_out_channels=widths, decoder_block_out_channels=widths,
+        encoder_layers_per_block=(1,) * n, decoder_layers_per_block=(1,) * n,
+        encoder_qkv_multiscales=scales, decoder_qkv_multiscales=scales,
+        upsample_block_type="pixel_shuffle", downsample_block_type="pixel_unshuffle",
+        decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=1.0,
+    )
 
 
 def to_input(images):
     """uint8 [B, 64, 64, 3] -> float [B, 3, 64, 64] in [-1, 1], the range SanaPipeline's image processor decodes from."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def shape_weights(x, weight):
+    """Per-pixel loss weights [B, 1, H, W]: 1 on the background, 1 + weight on the shape and its edges. A plain MSE
+    is dominated by the flat background (about nine pixels in ten), so the autoencoder learns colours and places
+    long before corners and star points, which are what tells the shapes apart."""
+    ring = torch.cat([x[:, :, :2].flatten(2), x[:, :, -2:].flatten(2), x[:, :, :, :2].flatten(2),
+                      x[:, :, :, -2:].flatten(2)], 2)  # [B, 3, border pixels]
+    bg = ring.median(2).values[:, :, None, None]  # [B, 3, 1, 1]: the background colour
+    far = ((x - bg).norm(dim=1, keepdim=True) / 0.3).clamp(max=1)  # [B, 1, H, W]: 0 on background, 1 on the shape
+    return 1 + weight * far
 
 
 def main():
@@ -42,11 +65,17 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compression", type=int, choices=sorted(STAGES), default=8,
+                    help="spatial compression: 4 (16×16 latents of 64×64 pictures) or 8 (8×8)")
+    ap.add_argument("--latent-channels", type=int, default=8)
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train the decoder alone: the latents (and a DiT trained on them) stay valid")
+    ap.add_argument("--shape-weight", type=float, default=8.0, help="extra loss weight on shape pixels")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = np.load(os.path.join(args.out, "dataset.npz"))["images"]
-    vae = AutoencoderDC(**CONFIG)
+    vae = AutoencoderDC(**config(args.compression, args.latent_channels))
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     state_path = os.path.join(args.out, "vae_state.pt")
     step, elapsed = 0, 0.0
@@ -71,10 +100,11 @@ def main():
         if (args.steps and step >= args.steps) or (not args.steps and elapsed + spent >= args.minutes * 60):
             break
         x = to_input(images[gen.integers(0, len(images), args.batch)])
-        z = vae.encode(x).latent
+        with torch.set_grad_enabled(not args.decoder_only):
+            z = vae.encode(x).latent
         rec = vae.decode(z).sample
         # A small pull on the latents keeps their scale bounded (the DC-AE is deterministic: no KL term).
-        loss = torch.nn.functional.mse_loss(rec, x) + 1e-4 * z.pow(2).mean()
+        loss = (shape_weights(x, args.shape_weight) * (rec - x).pow(2)).mean() + 1e-4 * z.pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -41,10 +41,18 @@ from transformers import Gemma2Config, Gemma2Model, GemmaTokenizer  # noqa: E402
 MAX_SEQUENCE_LENGTH = 300  # SanaPipeline's default
 
 TRANSFORMER = dict(
-    in_channels=8, out_channels=8, num_attention_heads=4, attention_head_dim=32, num_layers=4,
+    num_attention_heads=4, attention_head_dim=32, num_layers=4,
     num_cross_attention_heads=4, cross_attention_head_dim=32, cross_attention_dim=128, caption_channels=64,
-    mlp_ratio=2.5, sample_size=8, patch_size=1, norm_elementwise_affine=False, norm_eps=1e-6,
+    mlp_ratio=2.5, norm_elementwise_affine=False, norm_eps=1e-6,
 )
+
+
+def transformer_config(vae_config, patch_size, interpolation_scale, layers):
+    """The DiT for the autoencoder's latents: [latent_channels, 64/f, 64/f], tokens of patch_size² latent pixels."""
+    channels = vae_config["latent_channels"]
+    size = world.SIZE // 2 ** (len(vae_config["encoder_block_out_channels"]) - 1)
+    return dict(TRANSFORMER, in_channels=channels, out_channels=channels, sample_size=size, patch_size=patch_size,
+                interpolation_scale=interpolation_scale, num_layers=layers)
 
 
 def build_tokenizer(out_dir):
@@ -77,8 +85,11 @@ def build_text_encoder(vocab_size, out_dir):
     return te
 
 
-def prepare(out):
-    """Tokenizer, text encoder, per-caption prompt embeddings and the scaled latents of every picture."""
+def prepare_text(out):
+    """Tokenizer, text encoder and the per-caption prompt embeddings (OUT/text.pt): independent of the autoencoder."""
+    path = os.path.join(out, "text.pt")
+    if os.path.exists(path):
+        return torch.load(path)
     tok = build_tokenizer(os.path.join(out, "tokenizer"))
     te = build_text_encoder(len(tok), os.path.join(out, "text_encoder"))
     data = np.load(os.path.join(out, "dataset.npz"))
@@ -102,6 +113,16 @@ def prepare(out):
         max=masks.sum(1, keepdim=True))), "valid tokens are not a prefix"
     assert torch.all(neg_m[:, 1:] == 0)
     print(f"prompt tokens kept: {keep} of {masks.shape[1]} (caption + instruction tail), vocabulary {len(tok)}")
+    text = {"embeds": embeds[:, :keep].contiguous(), "masks": masks[:, :keep].contiguous(),
+            "neg": neg[:, :keep].contiguous(), "neg_mask": neg_m[:, :keep].contiguous()}
+    torch.save(text, path)
+    return text
+
+
+def prepare(out):
+    """The prompt embeddings (prepare_text) and the scaled latents of every picture."""
+    text = prepare_text(out)
+    data = np.load(os.path.join(out, "dataset.npz"))
 
     vae = AutoencoderDC.from_pretrained(os.path.join(out, "vae")).eval()
     images = data["images"]
@@ -110,9 +131,7 @@ def prepare(out):
         for i in range(0, len(images), 512):
             x = torch.from_numpy(images[i:i + 512]).permute(0, 3, 1, 2).float() / 127.5 - 1
             lat.append(vae.encode(x).latent * vae.config.scaling_factor)
-    cache = {"latents": torch.cat(lat), "combo": torch.from_numpy(data["combo"]),
-             "embeds": embeds[:, :keep].contiguous(), "masks": masks[:, :keep].contiguous(),
-             "neg": neg[:, :keep].contiguous(), "neg_mask": neg_m[:, :keep].contiguous()}
+    cache = {"latents": torch.cat(lat), "combo": torch.from_numpy(data["combo"]), **text}
     torch.save(cache, os.path.join(out, "cache.pt"))
     return cache
 
@@ -126,18 +145,28 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cfg-dropout", type=float, default=0.1)
-    ap.add_argument("--interpolation-scale", type=float, default=None,
-                    help="give the DiT a sincos position embedding (a new model: not resumable from one without)")
+    ap.add_argument("--interpolation-scale", type=float, default=1.0,
+                    help="the sincos position embedding's scale; 0: none (Sana 1.0's NoPE). A new model: a run "
+                         "cannot resume from a state with a different choice")
+    ap.add_argument("--patch-size", type=int, default=1)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--prepare-text", action="store_true", help="only write the tokenizer, text encoder and text.pt")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = args.out
     t_prep = time.time()
     cache_path = os.path.join(out, "cache.pt")
+    if args.prepare_text:
+        prepare_text(out)
+        return
     cache = torch.load(cache_path) if os.path.exists(cache_path) else prepare(out)
     print(f"preparation {time.time() - t_prep:.1f} s")
 
     torch.manual_seed(0)
-    model = SanaTransformer2DModel(**TRANSFORMER, interpolation_scale=args.interpolation_scale)
+    with open(os.path.join(out, "vae", "config.json")) as f:
+        vae_config = json.load(f)
+    model = SanaTransformer2DModel(**transformer_config(vae_config, args.patch_size, args.interpolation_scale or None,
+                                                        args.layers))
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     state_path = os.path.join(out, "dit_state.pt")
