@@ -186,6 +186,11 @@ public enum Converter {
             guard let c = pipeline.components[name] else { continue }
             items += try plan(c, policy: policy)
         }
+        // Checked before anything is written: a derived component runs after the last tensor of the one it needs.
+        let converted = Set(items.map(\.component))
+        if let orphan = options.derived.first(where: { !converted.contains($0.after) }) {
+            throw PipelineError.inconsistent(path: output, reason: "derived component '\(orphan.name)' needs '\(orphan.after)', which has no tensors")
+        }
         let writer = try BundleWriter(path: output)
         do {
             var report = ConversionReport()
@@ -292,10 +297,6 @@ public enum Converter {
                 start += batch.count
                 let last = items[batch[batch.count - 1].0].component
                 if start == units.count || items[units[start].0].component != last { try derive(after: last) }
-            }
-            let converted = Set(items.map(\.component))
-            if let orphan = options.derived.first(where: { !converted.contains($0.after) }) {
-                throw PipelineError.inconsistent(path: output, reason: "derived component '\(orphan.name)' needs '\(orphan.after)', which has no tensors")
             }
             try writer.finish(header: header(records))
             report.sourceBytes = comps.values.reduce(0) { $0 + $1.sourceBytes }
