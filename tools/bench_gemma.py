@@ -113,8 +113,7 @@ def bundle_main(args):
          for flags in [[], ["--no-stored-cache"]]]
         + [[sys.executable, os.path.abspath(__file__), "--pipeline-child", args.pipeline, dtype, str(args.warmup),
             "--prompt", args.prompt] + msl for dtype in args.torch.split(",") if dtype])
-    ref = torch_bf16(rows)
-    vs = lambda s, i: f"{ref[i] / s:.1f}×" if ref else "–"  # noqa: E731
+    ref, cref = torch_bf16(rows) or (None, None)
     print(f"\nFresh process, text-encoder stage, {os.path.basename(args.bundle)} vs {args.pipeline}, prompt {args.prompt!r}, 2 threads")
     print("| implementation | prefix cache | timed | s (CPU s) | vs PyTorch bf16 wall (CPU) | process wall s | peak RSS MiB "
           "| load 1-min before/after |")
@@ -125,7 +124,7 @@ def bundle_main(args):
                   f"| 1.0× (1.0×) | {wall:.1f} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
         else:
             print(f"| SanaEdge | {r['prefix_cache']} | open + encode | {r['stage_s']:.2f} ({r['stage_cpu_s']:.2f}) "
-                  f"| {vs(r['stage_s'], 0)} ({vs(r['stage_cpu_s'], 1)}) | {wall:.1f} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+                  f"| {ratio(ref, r['stage_s'])} ({ratio(cref, r['stage_cpu_s'])}) | {wall:.1f} | {rss:.0f} | {lb:.1f} / {la:.1f} |")
     return 0
 
 
@@ -140,6 +139,11 @@ def run_cases(cmds):
         rows.append(benchlib.run_child(cmd, cwd=ROOT))
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def ratio(reference, seconds):
+    """How many times faster than the reference ("–" without one)."""
+    return f"{reference / seconds:.1f}×" if reference else "–"
 
 
 def torch_bf16(rows):
@@ -180,24 +184,22 @@ def main():
         + [[sys.executable, os.path.abspath(__file__), "--child", dtype, str(args.warmup)] + counts
            for dtype in args.torch.split(",") if dtype])
     ref, cref = torch_bf16(rows) or (None, None)
-    vs = lambda s: f"{ref / s:.1f}×" if ref else "–"  # noqa: E731
     print(f"\nGemma-2-2B, {args.instruction_tokens} instruction + {args.prompt_tokens} prompt tokens, "
           f"max_sequence_length {args.max_sequence_length}, 2 threads")
-    vc = lambda s: f"{cref / s:.1f}×" if cref else "–"  # noqa: E731
     print("| implementation | weights | positions | encode s (CPU s) | vs PyTorch bf16 wall (CPU) "
           "| with prefix cache s (CPU s) | vs PyTorch bf16 wall (CPU) | peak RSS MiB | load 1-min before/after |")
     print("|---|---|---|---:|---:|---:|---:|---:|---|")
     for r, wall, rss, lb, la in rows:
         if r["impl"] == "pytorch":
             print(f"| PyTorch | {r['weights']} | all {r['length_all']} + {args.max_sequence_length} "
-                  f"| {r['encode_s']:.2f} ({r['encode_cpu_s']:.2f}) | {vs(r['encode_s'])} ({vc(r['encode_cpu_s'])}) | – | – "
+                  f"| {r['encode_s']:.2f} ({r['encode_cpu_s']:.2f}) | {ratio(ref, r['encode_s'])} ({ratio(cref, r['encode_cpu_s'])}) | – | – "
                   f"| {rss:.0f} | {lb:.1f} / {la:.1f} |")
         else:
             valid = min(args.instruction_tokens + args.prompt_tokens, r["length_all"])
             print(f"| SanaEdge | {r['weights']} | valid {valid} + 1 | {r['encode_s']:.2f} ({r['encode_cpu_s']:.2f}) "
-                  f"| {vs(r['encode_s'])} ({vc(r['encode_cpu_s'])}) "
+                  f"| {ratio(ref, r['encode_s'])} ({ratio(cref, r['encode_cpu_s'])}) "
                   f"| {r['encode_cached_s']:.2f} ({r['encode_cached_cpu_s']:.2f}) "
-                  f"| {vs(r['encode_cached_s'])} ({vc(r['encode_cached_cpu_s'])}) | {rss:.0f} | {lb:.1f} / {la:.1f} |")
+                  f"| {ratio(ref, r['encode_cached_s'])} ({ratio(cref, r['encode_cached_cpu_s'])}) | {rss:.0f} | {lb:.1f} / {la:.1f} |")
     return 0
 
 
