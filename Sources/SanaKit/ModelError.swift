@@ -16,3 +16,13 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension ModelError {
+    /// Strict loading: `present` must hold exactly `expected`. Throws `missingTensors` first (a truncated or foreign
+    /// checkpoint), then `unexpectedTensors` (a different configuration), each naming the tensors, sorted.
+    static func checkExactTensorNames(expected: Set<String>, present: Set<String>, component: String) throws {
+        let missing = expected.subtracting(present), extra = present.subtracting(expected)
+        guard missing.isEmpty else { throw ModelError.missingTensors(component: component, names: missing.sorted()) }
+        guard extra.isEmpty else { throw ModelError.unexpectedTensors(component: component, names: extra.sorted()) }
+    }
+}

@@ -25,11 +25,8 @@ public struct Gemma2Model: Sendable {
         try config.validate()
         self.config = config
         self.source = source
-        let expected = Gemma2Model.tensorNames(config)
-        let present = source.tensorNames
-        let missing = expected.subtracting(present), extra = present.subtracting(expected)
-        guard missing.isEmpty else { throw ModelError.missingTensors(component: "Gemma2", names: missing.sorted()) }
-        guard extra.isEmpty else { throw ModelError.unexpectedTensors(component: "Gemma2", names: extra.sorted()) }
+        try ModelError.checkExactTensorNames(expected: Gemma2Model.tensorNames(config), present: source.tensorNames,
+                                             component: "Gemma2")
         let h = config.hiddenSize
         self.embedding = try embedding ?? Gemma2Model.embeddingReader(source, name: "embed_tokens.weight", shape: [config.vocabSize, h])
         finalNorm = try source.floats("norm.weight", shape: [h]).map { 1 + $0 }

@@ -100,10 +100,8 @@ extension Gemma2PrefixCache {
             throw ModelError.unsupportedConfig(component: componentName, reason: "ids empty or outside the vocabulary")
         }
         let expected = expectedShapes(config, tokens: stored.ids.count)
-        let present = component.tensorNames
-        let missing = Set(expected.keys).subtracting(present), extra = present.subtracting(expected.keys)
-        guard missing.isEmpty else { throw ModelError.missingTensors(component: componentName, names: missing.sorted()) }
-        guard extra.isEmpty else { throw ModelError.unexpectedTensors(component: componentName, names: extra.sorted()) }
+        try ModelError.checkExactTensorNames(expected: Set(expected.keys), present: component.tensorNames,
+                                             component: componentName)
         for (name, shape) in expected.sorted(by: { $0.key < $1.key }) {
             let record = try component.info(name)
             guard record.shape == shape else {

@@ -71,11 +71,8 @@ public final class SanaTransformer2DModel: Sendable {
                 blockLoader: SanaTransformerBlockLoader = SequentialBlockLoader()) throws {
         try config.validate()
         let expected = Self.expectedTensors(config)
-        let expectedNames = Set(expected.map(\.name))
-        let missing = expected.map(\.name).filter { !source.tensorNames.contains($0) }
-        if !missing.isEmpty { throw ModelError.missingTensors(component: Self.component, names: missing) }
-        let unexpected = source.tensorNames.subtracting(expectedNames).sorted()
-        if !unexpected.isEmpty { throw ModelError.unexpectedTensors(component: Self.component, names: unexpected) }
+        try ModelError.checkExactTensorNames(expected: Set(expected.map(\.name)), present: source.tensorNames,
+                                             component: Self.component)
         if let lookup = source as? TensorShapeLookup {
             for (name, shape) in expected {
                 if let actual = lookup.shape(of: name), actual != shape {
