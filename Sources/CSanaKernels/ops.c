@@ -169,25 +169,52 @@ typedef struct {
     int32_t kernel, pad;
 } conv_ctx;
 
-/// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy.
+/// Channels per register block of the depthwise convolution.
+#define DW_BLOCK 32
+/// Taps per pass over a pixel's channels (k ≤ 11 in one pass; larger kernels continue from the stored partial sums).
+#define DW_MAX_TAPS 121
+
+/// out[c0, c0 + n) = init (bias, the partial sums already in out, or 0) + Σ over taps in order of src[t]·wt[t]: per
+/// channel the same sequence of roundings as one pass over the whole output row per tap (the product and the sum
+/// are separate statements, so they are never fused into an FMA: bit-identical to the unblocked loop it replaced).
+static inline void dw_block(float *out, const float *init, const float *const *src, const float *const *wt, int nt,
+                            int64_t c0, int64_t n) {
+    float acc[DW_BLOCK];
+    for (int64_t j = 0; j < n; j++) acc[j] = init ? init[c0 + j] : 0.0f;
+    for (int t = 0; t < nt; t++)
+        for (int64_t j = 0; j < n; j++) {
+            const float p = src[t][c0 + j] * wt[t][c0 + j];
+            acc[j] += p;
+        }
+    for (int64_t j = 0; j < n; j++) out[c0 + j] = acc[j];
+}
+
+/// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. Each output pixel is
+/// accumulated in register blocks of DW_BLOCK channels over its taps and stored once (an earlier version updated
+/// the whole output row once per tap: k² loads and stores of it per pixel).
 static void dw_rows(void *p, int64_t r0, int64_t r1) {
     const conv_ctx *k = (const conv_ctx *)p;
     const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
+    const float *src[DW_MAX_TAPS], *wts[DW_MAX_TAPS];
     for (int64_t row = r0; row < r1; row++) {
         int64_t n = row / h, oy = row % h;
         for (int64_t ox = 0; ox < w; ox++) {
             float *out = k->y + ((n * h + oy) * w + ox) * c;  // [c]
-            if (k->bias) memcpy(out, k->bias, (size_t)c * 4);
-            else memset(out, 0, (size_t)c * 4);
-            for (int64_t ky = 0; ky < kk; ky++) {
-                int64_t iy = oy + ky - pad;
-                if (iy < 0 || iy >= h) continue;
-                for (int64_t kx = 0; kx < kk; kx++) {
-                    int64_t ix = ox + kx - pad;
-                    if (ix < 0 || ix >= w) continue;
-                    const float *in = k->x + ((n * h + iy) * w + ix) * c;  // [c]
-                    const float *wt = k->weight + (ky * kk + kx) * c;        // transposed weight [k·k][c]
-                    for (int64_t ch = 0; ch < c; ch++) out[ch] += in[ch] * wt[ch];
+            const float *init = k->bias;
+            int nt = 0;  // the taps inside the frame, in (ky, kx) order
+            for (int64_t t = 0; t < kk * kk; t++) {
+                const int64_t iy = oy + t / kk - pad, ix = ox + t % kk - pad;
+                if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+                    src[nt] = k->x + ((n * h + iy) * w + ix) * c;  // [c]
+                    wts[nt] = k->weight + t * c;                    // transposed weight [k·k][c]
+                    nt++;
+                }
+                if (nt == DW_MAX_TAPS || t == kk * kk - 1) {
+                    int64_t c0 = 0;
+                    for (; c0 + DW_BLOCK <= c; c0 += DW_BLOCK) dw_block(out, init, src, wts, nt, c0, DW_BLOCK);
+                    if (c0 < c) dw_block(out, init, src, wts, nt, c0, c - c0);
+                    init = out;  // a further pass continues from the partial sums
+                    nt = 0;
                 }
             }
         }
