@@ -169,54 +169,56 @@ typedef struct {
     int32_t kernel, pad;
 } conv_ctx;
 
-/// Channels per register block of the depthwise convolution.
-#define DW_BLOCK 32
-/// Taps per pass over a pixel's channels (k ≤ 11 in one pass; larger kernels continue from the stored partial sums).
-#define DW_MAX_TAPS 121
+/// Channels per sweep of the depthwise convolution: a sweep's accumulators (2 KB) stay in L1 and the k input
+/// rows it reads (k·w·DW_BLOCK floats, 384 KB for the DC-AE's widest 64-pixel rows) in L2.
+#define DW_BLOCK 512
 
-/// out[c0, c0 + n) = init (bias, the partial sums already in out, or 0) + Σ over taps in order of src[t]·wt[t]: per
-/// channel the same sequence of roundings as one pass over the whole output row per tap (the product and the sum
-/// are separate statements, so they are never fused into an FMA: bit-identical to the unblocked loop it replaced).
-static inline void dw_block(float *out, const float *init, const float *const *src, const float *const *wt, int nt,
-                            int64_t c0, int64_t n) {
+/// Output pixel (n, oy, ox), channels [c0, c0 + cn): init (bias or 0) + Σ over the in-frame taps, (ky, kx) in
+/// order, of x·weight. Per channel the same sequence of roundings as one pass over the whole output row per tap
+/// (the product and the sum are separate statements, so they are never fused into an FMA): bit-identical to the
+/// unblocked loop this replaced.
+static inline void dw_pixel(const conv_ctx *k, int64_t n, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1,
+                            int64_t c0, int64_t cn) {
+    const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
+    const int64_t kx0 = ox < pad ? pad - ox : 0, kx1 = w + pad - ox < kk ? w + pad - ox : kk;
     float acc[DW_BLOCK];
-    for (int64_t j = 0; j < n; j++) acc[j] = init ? init[c0 + j] : 0.0f;
-    for (int t = 0; t < nt; t++)
-        for (int64_t j = 0; j < n; j++) {
-            const float p = src[t][c0 + j] * wt[t][c0 + j];
-            acc[j] += p;
+    for (int64_t j = 0; j < cn; j++) acc[j] = k->bias ? k->bias[c0 + j] : 0.0f;
+    for (int64_t ky = ky0; ky < ky1; ky++)
+        for (int64_t kx = kx0; kx < kx1; kx++) {
+            const float *in = k->x + ((n * h + oy + ky - pad) * w + ox + kx - pad) * c + c0;  // [cn]
+            const float *wt = k->weight + (ky * kk + kx) * c + c0;  // transposed weight [k·k][c]
+            for (int64_t j = 0; j < cn; j++) {
+                const float p = in[j] * wt[j];
+                acc[j] += p;
+            }
         }
-    for (int64_t j = 0; j < n; j++) out[c0 + j] = acc[j];
+    float *out = k->y + ((n * h + oy) * w + ox) * c + c0;
+    for (int64_t j = 0; j < cn; j++) out[j] = acc[j];
 }
 
-/// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. Each output pixel is
-/// accumulated in register blocks of DW_BLOCK channels over its taps and stored once (an earlier version updated
-/// the whole output row once per tap: k² loads and stores of it per pixel).
-static void dw_rows(void *p, int64_t r0, int64_t r1) {
+/// Wider vectors for the depthwise loop on x86-64: the compiler builds AVX-512 / AVX2 / baseline copies and the
+/// loader picks one per CPU (the same arithmetic in each: products and sums stay separate operations, no FMA).
+#if defined(__x86_64__) && defined(__clang__)
+#define DW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DW_CLONES
+#endif
+
+/// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. The rows are swept one block
+/// of DW_BLOCK channels at a time, each output pixel's block accumulated over its taps and stored once, so the
+/// inputs a block reads come from L1/L2 for all k² taps and the next row's. (The loop this replaced updated the
+/// whole output row once per tap and streamed every tap's inputs, all channels, from L3.)
+DW_CLONES static void dw_rows(void *p, int64_t r0, int64_t r1) {
     const conv_ctx *k = (const conv_ctx *)p;
     const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
-    const float *src[DW_MAX_TAPS], *wts[DW_MAX_TAPS];
-    for (int64_t row = r0; row < r1; row++) {
-        int64_t n = row / h, oy = row % h;
-        for (int64_t ox = 0; ox < w; ox++) {
-            float *out = k->y + ((n * h + oy) * w + ox) * c;  // [c]
-            const float *init = k->bias;
-            int nt = 0;  // the taps inside the frame, in (ky, kx) order
-            for (int64_t t = 0; t < kk * kk; t++) {
-                const int64_t iy = oy + t / kk - pad, ix = ox + t % kk - pad;
-                if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
-                    src[nt] = k->x + ((n * h + iy) * w + ix) * c;  // [c]
-                    wts[nt] = k->weight + t * c;                    // transposed weight [k·k][c]
-                    nt++;
-                }
-                if (nt == DW_MAX_TAPS || t == kk * kk - 1) {
-                    int64_t c0 = 0;
-                    for (; c0 + DW_BLOCK <= c; c0 += DW_BLOCK) dw_block(out, init, src, wts, nt, c0, DW_BLOCK);
-                    if (c0 < c) dw_block(out, init, src, wts, nt, c0, c - c0);
-                    init = out;  // a further pass continues from the partial sums
-                    nt = 0;
-                }
-            }
+    for (int64_t c0 = 0; c0 < c; c0 += DW_BLOCK) {
+        for (int64_t row = r0; row < r1; row++) {
+            const int64_t n = row / h, oy = row % h;
+            const int64_t ky0 = oy < pad ? pad - oy : 0, ky1 = h + pad - oy < kk ? h + pad - oy : kk;  // in-frame rows
+            if (c0 + DW_BLOCK <= c)
+                for (int64_t ox = 0; ox < w; ox++) dw_pixel(k, n, oy, ox, ky0, ky1, c0, DW_BLOCK);
+            else
+                for (int64_t ox = 0; ox < w; ox++) dw_pixel(k, n, oy, ox, ky0, ky1, c0, c - c0);
         }
     }
 }

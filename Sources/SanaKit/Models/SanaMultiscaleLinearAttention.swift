@@ -118,10 +118,16 @@ struct SanaMultiscaleLinearAttention: Sendable {
         let (b, w) = (x.shape[0], x.shape[2])
         let tokens = rows.count * w, sources = sourceCount
         // all: [B, rows, W, inner·(1+S)]; source s fills channels s·inner ..< (s+1)·inner
-        var all = [Float](repeating: 0, count: b * tokens * inner * sources)
+        var all = BufferPool.freshUninitialized(b * tokens * inner * sources)  // every source fills its channels
         forEachSource(x, rows: rows) { s, src in
             let a = attended(s, &src)
-            for t in 0 ..< b * tokens { for i in 0 ..< inner { all[t * inner * sources + s * inner + i] = a[t * inner + i] } }
+            all.withUnsafeMutableBufferPointer { o in
+                a.withUnsafeBufferPointer { p in
+                    guard let to = o.baseAddress, let from = p.baseAddress else { return }
+                    // token t: inner values of source s at channel s·inner of row t
+                    for t in 0 ..< b * tokens { (to + t * inner * sources + s * inner).update(from: from + t * inner, count: inner) }
+                }
+            }
         }
         var out = toOut.apply(Tensor(shape: [b, rows.count, w, inner * sources], data: all))
         normOut.apply(&out)
