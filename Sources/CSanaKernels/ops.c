@@ -380,7 +380,17 @@ static void shuffle_rows(void *p, int64_t r0, int64_t r1) {
             for (int64_t i = 0; i < 2; i++)
                 for (int64_t j = 0; j < 2; j++) {
                     float *dst = k->out + ((n * 2 * k->h + 2 * y + i) * 2 * k->w + 2 * xx + j) * k->cout;  // [cout]
-                    for (int64_t c = 0; c < k->cout; c++) dst[c] += src[(c * 4 + i * 2 + j) / repeats];
+                    // src index (4c + 2i + j) / repeats; the common ratios spelled out as strided loads (no
+                    // division per element) so the loop vectorizes: repeats 2 (the DC-AE's interpolate up blocks,
+                    // cin = 2·cout) reads 2c + i, repeats 4 reads c, repeats 1 reads 4c + 2i + j.
+                    if (repeats == 2)
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[2 * c + i];
+                    else if (repeats == 4)
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[c];
+                    else if (repeats == 1)
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[4 * c + 2 * i + j];
+                    else
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[(c * 4 + i * 2 + j) / repeats];
                 }
         }
     }
