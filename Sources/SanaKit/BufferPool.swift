@@ -55,7 +55,8 @@ public final class BufferPool: @unchecked Sendable {  // mutable state behind `l
     /// The pool in effect for the current task or thread (nil: no pooling).
     @TaskLocal public static var current: BufferPool?
 
-    /// Runs `body` with a new pool in effect; the pool and what it holds are released when `body` returns.
+    /// Runs `body` with `pool` (a new one by default) in effect; a new pool and what it holds are released when
+    /// `body` returns.
     public static func withPool<R>(_ pool: BufferPool = BufferPool(), _ body: () throws -> R) rethrows -> R {
         try $current.withValue(pool, operation: body)
     }
