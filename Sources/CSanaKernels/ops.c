@@ -196,19 +196,19 @@ static inline void dw_pixel(const conv_ctx *k, int64_t n, int64_t oy, int64_t ox
     for (int64_t j = 0; j < cn; j++) out[j] = acc[j];
 }
 
-/// Wider vectors for the depthwise loop on x86-64: the compiler builds AVX-512 / AVX2 / baseline copies and the
+/// Wider vectors for the convolution loops on x86-64: the compiler builds AVX-512 / AVX2 / baseline copies and the
 /// loader picks one per CPU (the same arithmetic in each: products and sums stay separate operations, no FMA).
 #if defined(__x86_64__) && defined(__clang__)
-#define DW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#define DW_CLONES
+#define WIDE_CLONES
 #endif
 
 /// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. The rows are swept one block
 /// of DW_BLOCK channels at a time, each output pixel's block accumulated over its taps and stored once, so the
 /// inputs a block reads come from L1/L2 for all k² taps and the next row's. (The loop this replaced updated the
 /// whole output row once per tap and streamed every tap's inputs, all channels, from L3.)
-DW_CLONES static void dw_rows(void *p, int64_t r0, int64_t r1) {
+WIDE_CLONES static void dw_rows(void *p, int64_t r0, int64_t r1) {
     const conv_ctx *k = (const conv_ctx *)p;
     const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
     for (int64_t c0 = 0; c0 < c; c0 += DW_BLOCK) {
@@ -411,8 +411,13 @@ typedef struct {
     int64_t oh, ow, cout;
 } direct_ctx;
 
-/// Output rows [r0, r1) (row index n·oh + oy) of sana_conv2d_f32_direct.
-static void direct_rows(void *p, int64_t r0, int64_t r1) {
+/// Output rows [r0, r1) (row index n·oh + oy) of sana_conv2d_f32_direct. Built in AVX-512 / AVX2 / baseline copies
+/// like the depthwise loop (its 8 partial sums are one 8-wide vector); contraction off keeps every copy's roundings
+/// those of the baseline build (no FMA).
+WIDE_CLONES static void direct_rows(void *p, int64_t r0, int64_t r1) {
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
     const direct_ctx *d = (const direct_ctx *)p;
     const int64_t c = d->s->c, taps = (int64_t)d->s->kernel * d->s->kernel, cout = d->cout;
     for (int64_t row = r0; row < r1; row++)
