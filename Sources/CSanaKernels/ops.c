@@ -169,27 +169,56 @@ typedef struct {
     int32_t kernel, pad;
 } conv_ctx;
 
-/// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy.
-static void dw_rows(void *p, int64_t r0, int64_t r1) {
+/// Channels per sweep of the depthwise convolution: a sweep's accumulators (2 KB) stay in L1 and the k input
+/// rows it reads (k·w·DW_BLOCK floats, 384 KB for the DC-AE's widest 64-pixel rows) in L2.
+#define DW_BLOCK 512
+
+/// Output pixel (n, oy, ox), channels [c0, c0 + cn): init (bias or 0) + Σ over the in-frame taps, (ky, kx) in
+/// order, of x·weight. Per channel the same sequence of roundings as one pass over the whole output row per tap
+/// (the product and the sum are separate statements, so they are never fused into an FMA): bit-identical to the
+/// unblocked loop this replaced.
+static inline void dw_pixel(const conv_ctx *k, int64_t n, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1,
+                            int64_t c0, int64_t cn) {
+    const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
+    const int64_t kx0 = ox < pad ? pad - ox : 0, kx1 = w + pad - ox < kk ? w + pad - ox : kk;
+    float acc[DW_BLOCK];
+    for (int64_t j = 0; j < cn; j++) acc[j] = k->bias ? k->bias[c0 + j] : 0.0f;
+    for (int64_t ky = ky0; ky < ky1; ky++)
+        for (int64_t kx = kx0; kx < kx1; kx++) {
+            const float *in = k->x + ((n * h + oy + ky - pad) * w + ox + kx - pad) * c + c0;  // [cn]
+            const float *wt = k->weight + (ky * kk + kx) * c + c0;  // transposed weight [k·k][c]
+            for (int64_t j = 0; j < cn; j++) {
+                const float p = in[j] * wt[j];
+                acc[j] += p;
+            }
+        }
+    float *out = k->y + ((n * h + oy) * w + ox) * c + c0;
+    for (int64_t j = 0; j < cn; j++) out[j] = acc[j];
+}
+
+/// Wider vectors for the convolution loops on x86-64: the compiler builds AVX-512 / AVX2 / baseline copies and the
+/// loader picks one per CPU (the same arithmetic in each: products and sums stay separate operations, no FMA).
+#if defined(__x86_64__) && defined(__clang__)
+#define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE_CLONES
+#endif
+
+/// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. The rows are swept one block
+/// of DW_BLOCK channels at a time, each output pixel's block accumulated over its taps and stored once, so the
+/// inputs a block reads come from L1/L2 for all k² taps and the next row's. (The loop this replaced updated the
+/// whole output row once per tap and streamed every tap's inputs, all channels, from L3.)
+WIDE_CLONES static void dw_rows(void *p, int64_t r0, int64_t r1) {
     const conv_ctx *k = (const conv_ctx *)p;
     const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
-    for (int64_t row = r0; row < r1; row++) {
-        int64_t n = row / h, oy = row % h;
-        for (int64_t ox = 0; ox < w; ox++) {
-            float *out = k->y + ((n * h + oy) * w + ox) * c;  // [c]
-            if (k->bias) memcpy(out, k->bias, (size_t)c * 4);
-            else memset(out, 0, (size_t)c * 4);
-            for (int64_t ky = 0; ky < kk; ky++) {
-                int64_t iy = oy + ky - pad;
-                if (iy < 0 || iy >= h) continue;
-                for (int64_t kx = 0; kx < kk; kx++) {
-                    int64_t ix = ox + kx - pad;
-                    if (ix < 0 || ix >= w) continue;
-                    const float *in = k->x + ((n * h + iy) * w + ix) * c;  // [c]
-                    const float *wt = k->weight + (ky * kk + kx) * c;        // transposed weight [k·k][c]
-                    for (int64_t ch = 0; ch < c; ch++) out[ch] += in[ch] * wt[ch];
-                }
-            }
+    for (int64_t c0 = 0; c0 < c; c0 += DW_BLOCK) {
+        for (int64_t row = r0; row < r1; row++) {
+            const int64_t n = row / h, oy = row % h;
+            const int64_t ky0 = oy < pad ? pad - oy : 0, ky1 = h + pad - oy < kk ? h + pad - oy : kk;  // in-frame rows
+            if (c0 + DW_BLOCK <= c)
+                for (int64_t ox = 0; ox < w; ox++) dw_pixel(k, n, oy, ox, ky0, ky1, c0, DW_BLOCK);
+            else
+                for (int64_t ox = 0; ox < w; ox++) dw_pixel(k, n, oy, ox, ky0, ky1, c0, c - c0);
         }
     }
 }
@@ -351,7 +380,17 @@ static void shuffle_rows(void *p, int64_t r0, int64_t r1) {
             for (int64_t i = 0; i < 2; i++)
                 for (int64_t j = 0; j < 2; j++) {
                     float *dst = k->out + ((n * 2 * k->h + 2 * y + i) * 2 * k->w + 2 * xx + j) * k->cout;  // [cout]
-                    for (int64_t c = 0; c < k->cout; c++) dst[c] += src[(c * 4 + i * 2 + j) / repeats];
+                    // src index (4c + 2i + j) / repeats; the common ratios spelled out as strided loads (no
+                    // division per element) so the loop vectorizes: repeats 2 (the DC-AE's interpolate up blocks,
+                    // cin = 2·cout) reads 2c + i, repeats 4 reads c, repeats 1 reads 4c + 2i + j.
+                    if (repeats == 2)
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[2 * c + i];
+                    else if (repeats == 4)
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[c];
+                    else if (repeats == 1)
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[4 * c + 2 * i + j];
+                    else
+                        for (int64_t c = 0; c < k->cout; c++) dst[c] += src[(c * 4 + i * 2 + j) / repeats];
                 }
         }
     }
@@ -372,8 +411,13 @@ typedef struct {
     int64_t oh, ow, cout;
 } direct_ctx;
 
-/// Output rows [r0, r1) (row index n·oh + oy) of sana_conv2d_f32_direct.
-static void direct_rows(void *p, int64_t r0, int64_t r1) {
+/// Output rows [r0, r1) (row index n·oh + oy) of sana_conv2d_f32_direct. Built in AVX-512 / AVX2 / baseline copies
+/// like the depthwise loop (its 8 partial sums are one 8-wide vector); contraction off keeps every copy's roundings
+/// those of the baseline build (no FMA).
+WIDE_CLONES static void direct_rows(void *p, int64_t r0, int64_t r1) {
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
     const direct_ctx *d = (const direct_ctx *)p;
     const int64_t c = d->s->c, taps = (int64_t)d->s->kernel * d->s->kernel, cout = d->cout;
     for (int64_t row = r0; row < r1; row++)

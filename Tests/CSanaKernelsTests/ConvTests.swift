@@ -202,7 +202,8 @@ final class ConvTests: XCTestCase {
         } }
 
         // Up-block shortcut: repeat_interleave(4·cout / cin) then pixel_shuffle(2), added.
-        for (bb, h, w, cin, cout) in [(2, 3, 5, 6, 3), (1, 4, 2, 8, 8)] {
+        // repeats 2, 4, 1 (the strided fast paths) and 8 (the general one)
+        for (bb, h, w, cin, cout) in [(2, 3, 5, 6, 3), (1, 4, 2, 8, 8), (1, 3, 3, 8, 2), (1, 2, 3, 2, 4)] {
             let x = KernelTests.gaussian(bb * h * w * cin, seed: 4, outliers: false)
             let base = KernelTests.gaussian(bb * 4 * h * w * cout, seed: 6, outliers: false)
             var out = base

@@ -58,6 +58,30 @@ final class OpsTests: XCTestCase {
         XCTAssertLessThan(relErr(s, ref), 1e-6)
     }
 
+    /// The depthwise kernel (register blocks of 32 channels, a second pass for kernels over 11×11) rounds exactly
+    /// like the plain loop: bias, then each in-frame tap's product added in (ky, kx) order — bit for bit.
+    func testDepthwiseIsBitIdenticalToTheTapOrderedLoop() {
+        for (c, k, withBias) in [(6, 3, true), (40, 3, false), (70, 5, true), (33, 13, true)] {
+            let (b, h, w) = (2, 6, 5)
+            let x = Tensor(shape: [b, h, w, c], data: gaussian(b * h * w * c, 11))
+            let dw = gaussian(c * k * k, 12), bias = withBias ? gaussian(c, 13) : nil
+            var ref = [Float](repeating: 0, count: x.count)
+            for n in 0 ..< b { for y in 0 ..< h { for xx in 0 ..< w { for ch in 0 ..< c {
+                var acc = bias?[ch] ?? 0
+                for ky in 0 ..< k { for kx in 0 ..< k {
+                    let iy = y + ky - k / 2, ix = xx + kx - k / 2
+                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                        let p = x.data[((n * h + iy) * w + ix) * c + ch] * dw[ch * k * k + ky * k + kx]
+                        acc += p
+                    }
+                } }
+                ref[((n * h + y) * w + xx) * c + ch] = acc
+            } } } }
+            let got = x.depthwiseConv2d(weight: dw, bias: bias, kernel: k)
+            XCTAssertEqual(got.data.map(\.bitPattern), ref.map(\.bitPattern), "c \(c) k \(k)")
+        }
+    }
+
     func testConvolutionsMatchScalarLoops() throws {
         let (b, h, w, c, k) = (2, 5, 7, 6, 3)
         let x = Tensor(shape: [b, h, w, c], data: gaussian(b * h * w * c, 6))

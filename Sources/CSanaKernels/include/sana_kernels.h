@@ -117,7 +117,7 @@ void sana_activate(float *x, int64_t count, int32_t activation);
 float sana_exp_vec_for_testing(float x);
 
 /// Depthwise k×k convolution, stride 1, zero padding k/2, channels-last: x [b, h, w, c], weight [c, k·k],
-/// bias [c] or NULL, y [b, h, w, c].
+/// bias [c] or NULL, y [b, h, w, c]. Writes every element of y (it need not be initialized).
 void sana_depthwise_conv2d(const float *x, int64_t b, int64_t h, int64_t w, int64_t c, const float *weight,
                            const float *bias, int32_t kernel, float *y);
 

@@ -92,19 +92,21 @@ extension AutoencoderDC {
 
     /// Executes `plan` on NCHW latents; returns the NCHW image.
     func tiledDecode(_ decoder: DCAEDecoder, _ latents: Tensor, plan: DecodePlan) -> Tensor {
+        BufferPool.withCurrentOrNewPool { tiledDecodeInPool(decoder, latents, plan: plan) }
+    }
+
+    private func tiledDecodeInPool(_ decoder: DCAEDecoder, _ latents: Tensor, plan: DecodePlan) -> Tensor {
         let shapes = decoder.shapes, n = shapes.count, levels = plan.levels
         let x = decoder.run(latents.permuted([0, 2, 3, 1]), 0 ..< levels[0].start)  // NCHW → NHWC, whole-frame steps
         let b = x.shape[0]
         /// Resolution factor between the inputs of steps i and j ≥ i.
         func scale(_ i: Int, _ j: Int) -> Int { 1 << shapes[i ..< j].filter(\.upsamples).count }
         var stats: [Int: LinearAttentionStatistics] = [:]
-        /// Runs steps `range` on a window, each attention with its whole-frame statistics.
+        /// Runs steps `range` on a window, each attention with its whole-frame statistics; the buffer pool is
+        /// empty before and after, so buffers of one tile never wait in it while other code allocates.
         func run(_ t: Tensor, _ range: Range<Int>) -> Tensor {
-            var h = t
-            for i in range {
-                if case let .attention(a) = decoder.ops[i], let st = stats[i] { h = a.apply(h, statistics: st) } else { h = decoder.ops[i](h) }
-            }
-            return h
+            BufferPool.current?.drain()
+            return decoder.run(t, range, statistics: stats)
         }
         /// One pass up to the input of step `end`, exact `radius` pixels beyond every core: calls
         /// visit(map, rows, cols, origin) for a partition of the frame at step end's grid, where rows × cols is the

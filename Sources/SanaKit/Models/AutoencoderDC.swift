@@ -51,7 +51,8 @@ public final class AutoencoderDC: Sendable {
     /// what the reference computes; see `decode(_:tiling:)` for bounded memory.
     public func decode(_ latents: Tensor) throws -> Tensor {
         let decoder = try checkedDecoder(latents)
-        return decoder(latents.permuted([0, 2, 3, 1])).permuted([0, 3, 1, 2])  // NCHW ↔ NHWC
+        // Activations recycled between steps for the duration of the decode (BufferPool.swift).
+        return BufferPool.withCurrentOrNewPool { decoder(latents.permuted([0, 2, 3, 1])).permuted([0, 3, 1, 2]) }  // NCHW ↔ NHWC
     }
 
     /// image: NCHW [B, in_channels, H, W] in −1 … 1, H and W multiples of f. Returns the latent NCHW

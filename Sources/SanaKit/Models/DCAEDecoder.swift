@@ -121,6 +121,38 @@ enum DCAEDecoderOp: Sendable {
         case let .convOut(conv): return conv(x)
         }
     }
+
+    /// Runs the step on `h` in place: its output replaces h, and h's storage goes back to the BufferPool in effect
+    /// (the next step of the same size takes it instead of a fresh, kernel-zeroed map). `statistics`: an attention
+    /// step's whole-frame statistics (tiled decoding); nil takes them from h.
+    /// Memory: the convolution steps and banded attention take their output from the pool before anything else;
+    /// every other step allocates outside it, so it runs with the pool drained — pooled buffers then never add to
+    /// a step's live set, and `DCAEOpShape.liveFloats` (the planner's figure) still holds.
+    func step(_ h: inout Tensor, statistics: LinearAttentionStatistics? = nil) {
+        let pool = BufferPool.current
+        var y: Tensor
+        switch self {
+        case let .normOut(weight, bias, act):
+            pool?.drain()
+            h.rmsNormInPlace(weight: weight, bias: bias, eps: 1e-5)  // in place: no second full-resolution map
+            h.applyInPlace(act)
+            return
+        case let .feedForward(f):
+            pool?.drain()  // GLUMBConv's bands and output are not pooled
+            y = f.appliedInBands(h)
+        case let .attention(a):
+            if let statistics {
+                y = a.apply(h, statistics: statistics)
+            } else {
+                if !a.runsInBands(h) { pool?.drain() }  // the one-band form's output is a Linear's, not pooled
+                y = a(h)
+            }
+        default:
+            y = self(h)
+        }
+        swap(&h, &y)
+        pool?.recycle(&y.data)  // the step's input, consumed
+    }
 }
 
 struct DCAEDecoder: Sendable {
@@ -201,10 +233,13 @@ struct DCAEDecoder: Sendable {
     /// z: [B, h, w, latent] → image [B, h·f, w·f, 3].
     func callAsFunction(_ z: Tensor) -> Tensor { run(z, ops.indices) }
 
-    /// Runs the steps `range` on a whole frame.
-    func run(_ x: Tensor, _ range: Range<Int>) -> Tensor {
+    /// Runs the steps `range` on a whole frame (or a window of it: then `statistics` gives the attention steps'
+    /// whole-frame statistics by step index). Activations are recycled through the BufferPool in effect, which is
+    /// left empty at the end (the caller's next allocations are not pooled).
+    func run(_ x: Tensor, _ range: Range<Int>, statistics: [Int: LinearAttentionStatistics] = [:]) -> Tensor {
         var h = x
-        for i in range { h = ops[i](h) }
+        for i in range { ops[i].step(&h, statistics: statistics[i]) }
+        BufferPool.current?.drain()
         return h
     }
 }

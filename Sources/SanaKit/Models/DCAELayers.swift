@@ -127,13 +127,14 @@ extension Tensor {
         let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
         if rows == 0 ..< h && cols == 0 ..< w { return self }
         let (oh, ow) = (rows.count, cols.count)
-        var out = [Float](repeating: 0, count: b * oh * ow * c)
+        var out = BufferPool.freshUninitialized(b * oh * ow * c)  // every element is copied below
         data.withUnsafeBufferPointer { s in
             out.withUnsafeMutableBufferPointer { o in
+                guard let from = s.baseAddress, let to = o.baseAddress else { return }
                 for n in 0 ..< b { for y in 0 ..< oh {
                     // one contiguous run of ow·C values per row
                     let src = ((n * h + rows.lowerBound + y) * w + cols.lowerBound) * c, dst = (n * oh + y) * ow * c
-                    for i in 0 ..< ow * c { o[dst + i] = s[src + i] }
+                    (to + dst).update(from: from + src, count: ow * c)
                 } }
             }
         }
@@ -150,9 +151,11 @@ extension Tensor {
         precondition(src.shape[0] == b && src.shape[3] == c && row + sh <= h && col + sw <= w, "paste: \(src.shape) into \(shape) at \(row), \(col)")
         data.withUnsafeMutableBufferPointer { o in
             src.data.withUnsafeBufferPointer { s in
+                guard let to = o.baseAddress, let base = s.baseAddress else { return }
                 for n in 0 ..< b { for y in 0 ..< sh {
+                    // one contiguous run of sw·C values per row
                     let dst = ((n * h + row + y) * w + col) * c, from = (n * sh + y) * sw * c
-                    for i in 0 ..< sw * c { o[dst + i] = s[from + i] }
+                    (to + dst).update(from: base + from, count: sw * c)
                 } }
             }
         }

@@ -22,9 +22,10 @@ struct ResBlock: Sendable {
     func callAsFunction(_ x: Tensor) -> Tensor {
         var h = conv1(x)          // live: x, h
         h.applyInPlace(activation)
-        h = conv2(h)              // live while building: x, h, conv2's output
-        norm.apply(&h)
-        h.addInPlace(x)
-        return h
+        var y = conv2(h)          // live while building: x, h, y
+        BufferPool.recycle(&h.data)  // h is consumed: its storage serves the next block's conv1 (BufferPool.swift)
+        norm.apply(&y)
+        y.addInPlace(x)
+        return y
     }
 }

@@ -64,8 +64,7 @@ struct SanaMultiscaleLinearAttention: Sendable {
     /// A frame whose q/k/v exceed one band is done in two passes over row bands (statistics, then output), which
     /// computes the projections twice but keeps the temporaries at band size.
     func callAsFunction(_ x: Tensor, budget: Int = DCAEBands.bandFloats) -> Tensor {
-        let bands = DCAEBands.split(height: x.shape[1], rowFloats: rowFloats(x), budget: budget)
-        if bands.count > 1 {
+        if runsInBands(x, budget: budget) {
             var stats = emptyStatistics(batch: x.shape[0])
             accumulateStatistics(x, rows: 0 ..< x.shape[1], cols: 0 ..< x.shape[2], into: &stats, budget: budget)
             return apply(x, statistics: stats, budget: budget)
@@ -76,6 +75,12 @@ struct SanaMultiscaleLinearAttention: Sendable {
             accumulate(&src, rows: 0 ..< src.shape[1], cols: 0 ..< src.shape[2], source: s, into: &stats)
             return attend(&src, source: s, statistics: stats)
         }
+    }
+
+    /// True when `callAsFunction(x)` works in more than one band (two passes; its output then comes from
+    /// `apply`, from the BufferPool in effect).
+    func runsInBands(_ x: Tensor, budget: Int = DCAEBands.bandFloats) -> Bool {
+        DCAEBands.split(height: x.shape[1], rowFloats: rowFloats(x), budget: budget).count > 1
     }
 
     /// Adds the statistics of the positions rows × cols of x (all of x is used as their neighbourhood).
@@ -92,7 +97,8 @@ struct SanaMultiscaleLinearAttention: Sendable {
     /// x: [B, H, W, C] → [B, H, W, C] with the given (whole-frame) statistics: every position's output depends on
     /// x only within `radius`, so a window of a frame gives exactly the frame's output away from its edges.
     func apply(_ x: Tensor, statistics stats: LinearAttentionStatistics, budget: Int = DCAEBands.bandFloats) -> Tensor {
-        var out = Tensor(zeros: x.shape)
+        // The bands partition the rows: every element is pasted, so the storage is not zeroed (a pooled buffer).
+        var out = Tensor(shape: x.shape, data: BufferPool.uninitialized(count: x.count))
         for band in DCAEBands.split(height: x.shape[1], rowFloats: rowFloats(x), budget: budget) {
             out.paste(output(x, rows: band) { s, src in attend(&src, source: s, statistics: stats) }, row: band.lowerBound)
         }
@@ -112,10 +118,16 @@ struct SanaMultiscaleLinearAttention: Sendable {
         let (b, w) = (x.shape[0], x.shape[2])
         let tokens = rows.count * w, sources = sourceCount
         // all: [B, rows, W, inner·(1+S)]; source s fills channels s·inner ..< (s+1)·inner
-        var all = [Float](repeating: 0, count: b * tokens * inner * sources)
+        var all = BufferPool.freshUninitialized(b * tokens * inner * sources)  // every source fills its channels
         forEachSource(x, rows: rows) { s, src in
             let a = attended(s, &src)
-            for t in 0 ..< b * tokens { for i in 0 ..< inner { all[t * inner * sources + s * inner + i] = a[t * inner + i] } }
+            all.withUnsafeMutableBufferPointer { o in
+                a.withUnsafeBufferPointer { p in
+                    guard let to = o.baseAddress, let from = p.baseAddress else { return }
+                    // token t: inner values of source s at channel s·inner of row t
+                    for t in 0 ..< b * tokens { (to + t * inner * sources + s * inner).update(from: from + t * inner, count: inner) }
+                }
+            }
         }
         var out = toOut.apply(Tensor(shape: [b, rows.count, w, inner * sources], data: all))
         normOut.apply(&out)
@@ -164,23 +176,31 @@ struct SanaMultiscaleLinearAttention: Sendable {
             ? [(rows.lowerBound * w, rows.count * w)]
             : rows.map { ($0 * w + cols.lowerBound, cols.count) }
         let layout = stats.layout  // read before the exclusive access to stats.values below
+        let heads = inner / d
         src.data.withUnsafeMutableBufferPointer { sp in
             stats.values.withUnsafeMutableBufferPointer { st in
-                for n in 0 ..< b { for g in 0 ..< inner / d {
-                    let acc = st.baseAddress! + layout.offset(image: n, source: s, head: g)  // KV [d, d] then ksum [d]
-                    for run in runs {
-                        // group g of image n: k, v are [tokens, d] slices with row stride 3·inner
-                        let k = sp.baseAddress! + (n * h * w + run.start) * ld + g * 3 * d + d, v = k + d
-                        for t in 0 ..< run.tokens { for j in 0 ..< d {
-                            let kv = max(k[t * ld + j], 0)
-                            k[t * ld + j] = kv
-                            acc[d * d + j] += kv
-                        } }
-                        // KV [d, d] += vᵀ · relu(k)
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(run.tokens), 1,
-                                    v, Int32(ld), k, Int32(ld), 1, acc, Int32(d))
+                let (srcBase, statBase) = (SendablePointer(sp.baseAddress!), SendablePointer(st.baseAddress!))
+                // Heads (of every image) over our workers, each sgemm on one OpenBLAS thread (ParallelHeads.swift:
+                // a threaded OpenBLAS would wake its pool for these small products and spin); each head writes
+                // only its own statistics and its own k columns.
+                forEachHeadInParallel(b * heads) { _, items in
+                    for item in items {
+                        let (n, g) = (item / heads, item % heads)
+                        let acc = statBase.value + layout.offset(image: n, source: s, head: g)  // KV [d, d] then ksum [d]
+                        for run in runs {
+                            // group g of image n: k, v are [tokens, d] slices with row stride 3·inner
+                            let k = srcBase.value + (n * h * w + run.start) * ld + g * 3 * d + d, v = k + d
+                            for t in 0 ..< run.tokens { for j in 0 ..< d {
+                                let kv = max(k[t * ld + j], 0)
+                                k[t * ld + j] = kv
+                                acc[d * d + j] += kv
+                            } }
+                            // KV [d, d] += vᵀ · relu(k)
+                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(run.tokens), 1,
+                                        v, Int32(ld), k, Int32(ld), 1, acc, Int32(d))
+                        }
                     }
-                } }
+                }
             }
         }
     }
@@ -189,24 +209,32 @@ struct SanaMultiscaleLinearAttention: Sendable {
     /// reference's "pad v with a row of ones" quotient; src [B, h, w, 3·inner] → [B·h·w, inner] (q overwritten).
     private func attend(_ src: inout Tensor, source s: Int, statistics stats: LinearAttentionStatistics) -> [Float] {
         let b = src.shape[0], tokens = src.shape[1] * src.shape[2], d = headDim, ld = 3 * inner
-        var out = [Float](repeating: 0, count: b * tokens * inner)
+        let heads = inner / d, layout = stats.layout
+        // out [B·h·w, inner]: head g writes its d columns of every token (uninitialized: all are written).
+        var out = BufferPool.freshUninitialized(b * tokens * inner)
         src.data.withUnsafeMutableBufferPointer { sp in
             stats.values.withUnsafeBufferPointer { st in
                 out.withUnsafeMutableBufferPointer { op in
-                    for n in 0 ..< b { for g in 0 ..< inner / d {
-                        let kv = st.baseAddress! + stats.layout.offset(image: n, source: s, head: g), ksum = kv + d * d
-                        let q = sp.baseAddress! + n * tokens * ld + g * 3 * d, o = op.baseAddress! + n * tokens * inner + g * d
-                        for t in 0 ..< tokens { for j in 0 ..< d { q[t * ld + j] = max(q[t * ld + j], 0) } }
-                        // o [tokens, d] = relu(q) · KVᵀ
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(d), Int32(d), 1,
-                                    q, Int32(ld), kv, Int32(d), 0, o, Int32(inner))
-                        for t in 0 ..< tokens {
-                            var den: Float = 0
-                            for j in 0 ..< d { den += q[t * ld + j] * ksum[j] }
-                            let inv = 1 / (den + Self.eps)
-                            for i in 0 ..< d { o[t * inner + i] *= inv }
+                    let (srcBase, statBase, outBase) = (SendablePointer(sp.baseAddress!), SendablePointer(st.baseAddress!),
+                                                        SendablePointer(op.baseAddress!))
+                    // Heads over our workers, OpenBLAS single-threaded (see accumulate); disjoint q and out columns.
+                    forEachHeadInParallel(b * heads) { _, items in
+                        for item in items {
+                            let (n, g) = (item / heads, item % heads)
+                            let kv = statBase.value + layout.offset(image: n, source: s, head: g), ksum = kv + d * d
+                            let q = srcBase.value + n * tokens * ld + g * 3 * d, o = outBase.value + n * tokens * inner + g * d
+                            for t in 0 ..< tokens { for j in 0 ..< d { q[t * ld + j] = max(q[t * ld + j], 0) } }
+                            // o [tokens, d] = relu(q) · KVᵀ
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(d), Int32(d), 1,
+                                        q, Int32(ld), kv, Int32(d), 0, o, Int32(inner))
+                            for t in 0 ..< tokens {
+                                var den: Float = 0
+                                for j in 0 ..< d { den += q[t * ld + j] * ksum[j] }
+                                let inv = 1 / (den + Self.eps)
+                                for i in 0 ..< d { o[t * inner + i] *= inv }
+                            }
                         }
-                    } }
+                    }
                 }
             }
         }
@@ -217,15 +245,19 @@ struct SanaMultiscaleLinearAttention: Sendable {
     /// x: [B, H, W, 3·inner] → same shape.
     private func groupedPointwise(_ x: Tensor, _ weight: [Float]) -> Tensor {
         let d = headDim, c = 3 * inner, rows = x.rows
-        var out = [Float](repeating: 0, count: x.count)
+        // Y [rows, c]: group g writes its d columns (uninitialized: all are written)
+        var out = BufferPool.freshUninitialized(x.count)
         x.data.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { yp in
-                    for g in 0 ..< c / d {
-                        // Y[:, g·d ..< g·d+d] = X[:, g·d ..< g·d+d] · W_gᵀ, W_g = weight rows g·d ..< g·d+d
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(d), Int32(d), 1,
-                                    xp.baseAddress! + g * d, Int32(c), wp.baseAddress! + g * d * d, Int32(d), 0,
-                                    yp.baseAddress! + g * d, Int32(c))
+                    let (xb, wb, yb) = (SendablePointer(xp.baseAddress!), SendablePointer(wp.baseAddress!), SendablePointer(yp.baseAddress!))
+                    // Groups over our workers, OpenBLAS single-threaded (see accumulate).
+                    forEachHeadInParallel(c / d) { _, groups in
+                        for g in groups {
+                            // Y[:, g·d ..< g·d+d] = X[:, g·d ..< g·d+d] · W_gᵀ, W_g = weight rows g·d ..< g·d+d
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(d), Int32(d), 1,
+                                        xb.value + g * d, Int32(c), wb.value + g * d * d, Int32(d), 0, yb.value + g * d, Int32(c))
+                        }
                     }
                 }
             }

@@ -21,9 +21,11 @@ extension Tensor {
         let kk = cin * kernel * kernel, cout = conv.outFeatures
         // Patch columns in the weight's stored order (tap-major weights: see TensorLayout).
         let order = Int32(conv.weight.layout == .tapMajor ? SANA_CONV_TAP_MAJOR.rawValue : SANA_CONV_REFERENCE.rawValue)
-        // out [B, oh, ow, Cout]: every element is written below, so it is not zero-filled first (the first touch
-        // of a 0.5 GB map then happens in the kernels' threads).
-        let out = [Float](unsafeUninitializedCapacity: b * oh * ow * cout) { o, initialized in
+        // out [B, oh, ow, Cout]: every element is written below, so it is not zero-filled first. Its storage comes
+        // from the BufferPool in effect (a recycled activation of the same size: no page faults, no zeroing by the
+        // kernel), else fresh (the first touch of a 0.5 GB map then happens in the kernels' threads).
+        var out = BufferPool.uninitialized(count: b * oh * ow * cout)
+        out.withUnsafeMutableBufferPointer { o in
             data.withUnsafeBufferPointer { src in
                 if !conv.runsOnKernels && conv.weight.type == .f32 && cout <= Tensor.directConvMaxOutputs {
                     conv.weight.bytes.withUnsafeBytes { wp in
@@ -56,7 +58,6 @@ extension Tensor {
                     }
                 }
             }
-            initialized = b * oh * ow * cout
         }
         return Tensor(shape: [b, oh, ow, cout], data: out)
     }
@@ -75,8 +76,8 @@ extension Tensor {
         let (b, h, w, c) = (shape[0], shape[1], shape[2], shape[3])
         precondition(weight.count == c * kernel * kernel, "depthwiseConv2d: weight has \(weight.count) values")
         precondition(bias.map { $0.count == c } ?? true, "depthwiseConv2d: bias size ≠ \(c)")
-        // out [B, H, W, C] (sana_depthwise_conv2d, padding kernel/2)
-        var out = [Float](repeating: 0, count: count)
+        // out [B, H, W, C] (sana_depthwise_conv2d, padding kernel/2; it writes every element: no zero fill)
+        var out = BufferPool.uninitialized(count: count)
         data.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 bias.withUnsafeBufferPointerOrNil { bp in
