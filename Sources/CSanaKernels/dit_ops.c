@@ -1,0 +1,180 @@
+// The Linear DiT feed-forward's elementwise work (SanaTransformerBlock+Streamed.swift, diffusers GLUMBConv):
+// SiLU over conv_inverted's output, and the depthwise 3×3 convolution fused with the GLU gate. Both run on every
+// one of the 2·hidden-wide activations of every block, so they get AVX-512 versions (the package builds without
+// -march: the portable versions run on SSE2) chosen by the one dispatch point, sana_kernels(): the AVX-512 families
+// use them, everything else (AVX2, NEON, the forced reference) the portable code, same formulas.
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define T512F __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#endif
+
+/// Channels per step of the depthwise + GLU (one 16-lane register per half).
+#define DW_BLOCK 16
+/// Elements per work item of SiLU.
+#define SILU_CHUNK 4096
+
+// ---- Portable versions ----
+
+typedef struct {
+    float *x;
+    int64_t count;
+} silu_job;
+
+static void silu_generic(void *ctx, int64_t c0, int64_t c1) {
+    const silu_job *j = (const silu_job *)ctx;
+    const int64_t i1 = c1 * SILU_CHUNK < j->count ? c1 * SILU_CHUNK : j->count;
+    for (int64_t i = c0 * SILU_CHUNK; i < i1; i++) j->x[i] = j->x[i] / (1.0f + exp_vec(-j->x[i]));
+}
+
+typedef struct {
+    const float *t, *taps, *bias;
+    float *gated;
+    int64_t rows, width, wide, hidden;
+} dw_job;
+
+/// The taps of output position p (oy·width + ox) that fall inside the frame: source pixel rows of t (output row oy
+/// reads t rows oy .. oy + 2) and tap weights [wide]; returns how many (6 at the left and right edges, else 9).
+static int dw_taps(const dw_job *d, int64_t p, const float **src, const float **w) {
+    const int64_t oy = p / d->width, ox = p % d->width;
+    int taps = 0;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const int64_t ix = ox + kx - 1;
+            if (ix < 0 || ix >= d->width) continue;
+            src[taps] = d->t + ((oy + ky) * d->width + ix) * d->wide;
+            w[taps++] = d->taps + (ky * 3 + kx) * d->wide;
+        }
+    return taps;
+}
+
+/// One output position's channels, given its in-frame taps: out [hidden].
+typedef void (*dw_position_fn)(const dw_job *d, const float *const *src, const float *const *w, int taps, float *out);
+
+/// Positions [p0, p1) of the band (index oy·width + ox), all channels each, by `position`: the nine source pixels'
+/// channels and the taps stream through in channel order (sequential reads; neighbouring positions find six of
+/// their nine pixels in cache).
+static void dw_positions(const dw_job *d, int64_t p0, int64_t p1, dw_position_fn position) {
+    for (int64_t p = p0; p < p1; p++) {
+        const float *src[9], *w[9];
+        const int taps = dw_taps(d, p, src, w);
+        position(d, src, w, taps, d->gated + p * d->hidden);
+    }
+}
+
+/// Portable: 16 channels at a time in local arrays (vectorized by the compiler for the baseline ISA).
+static void dw_position_generic(const dw_job *d, const float *const *src, const float *const *w, int taps, float *out) {
+    const int64_t hidden = d->hidden;
+    for (int64_t j0 = 0; j0 < hidden; j0 += DW_BLOCK) {
+        const int64_t nj = hidden - j0 < DW_BLOCK ? hidden - j0 : DW_BLOCK;
+        float a[DW_BLOCK], g[DW_BLOCK];
+        for (int64_t l = 0; l < nj; l++) {
+            a[l] = d->bias[j0 + l];
+            g[l] = d->bias[hidden + j0 + l];
+        }
+        for (int k = 0; k < taps; k++)
+            for (int64_t l = 0; l < nj; l++) {
+                a[l] += src[k][j0 + l] * w[k][j0 + l];
+                g[l] += src[k][hidden + j0 + l] * w[k][hidden + j0 + l];
+            }
+        for (int64_t l = 0; l < nj; l++) out[j0 + l] = a[l] * (g[l] / (1.0f + exp_vec(-g[l])));
+    }
+}
+
+static void dw_glu_generic(void *ctx, int64_t p0, int64_t p1) {
+    dw_positions((const dw_job *)ctx, p0, p1, dw_position_generic);
+}
+
+// ---- AVX-512 ----
+
+#if defined(__x86_64__) || defined(_M_X64)
+/// e^x on 16 lanes: the same range reduction and polynomial as exp_vec (internal.h), with FMAs and 2ⁿ by vscalefps.
+T512F static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+T512F static inline __m512 silu512(__m512 v) {
+    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+}
+
+T512F static void silu_avx512(void *ctx, int64_t c0, int64_t c1) {
+    const silu_job *j = (const silu_job *)ctx;
+    const int64_t i1 = c1 * SILU_CHUNK < j->count ? c1 * SILU_CHUNK : j->count;
+    for (int64_t i = c0 * SILU_CHUNK; i < i1; i += 16) {
+        const __mmask16 mk = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1);
+        _mm512_mask_storeu_ps(j->x + i, mk, silu512(_mm512_maskz_loadu_ps(mk, j->x + i)));
+    }
+}
+
+/// As dw_position_generic, 16 channels per register, the last block masked.
+T512F static void dw_position_avx512(const dw_job *d, const float *const *src, const float *const *w, int taps,
+                                     float *out) {
+    const int64_t hidden = d->hidden;
+    for (int64_t j0 = 0; j0 < hidden; j0 += DW_BLOCK) {
+        const __mmask16 mk = hidden - j0 >= DW_BLOCK ? (__mmask16)0xffff : (__mmask16)((1u << (hidden - j0)) - 1);
+        __m512 a = _mm512_maskz_loadu_ps(mk, d->bias + j0), g = _mm512_maskz_loadu_ps(mk, d->bias + hidden + j0);
+        for (int k = 0; k < taps; k++) {
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, src[k] + j0), _mm512_maskz_loadu_ps(mk, w[k] + j0), a);
+            g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, src[k] + hidden + j0), _mm512_maskz_loadu_ps(mk, w[k] + hidden + j0),
+                                g);
+        }
+        _mm512_mask_storeu_ps(out + j0, mk, _mm512_mul_ps(a, silu512(g)));
+    }
+}
+
+static void dw_glu_avx512(void *ctx, int64_t p0, int64_t p1) {
+    dw_positions((const dw_job *)ctx, p0, p1, dw_position_avx512);
+}
+#endif
+
+/// 1 when the AVX-512 versions apply: the dispatcher chose an AVX-512 family (not forced to the reference).
+static int use_avx512(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    const sana_kernel_set *ks = sana_kernels();
+    return ks == &sana_kernels_avx512 || ks == &sana_kernels_avx512_bf16;
+#else
+    return 0;
+#endif
+}
+
+void sana_dit_silu(float *x, int64_t count) {
+    if (count <= 0) return;
+    silu_job j = {x, count};
+    const int64_t chunks = (count + SILU_CHUNK - 1) / SILU_CHUNK;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (use_avx512()) {
+        sana_parallel_for(chunks, silu_avx512, &j);
+        return;
+    }
+#endif
+    sana_parallel_for(chunks, silu_generic, &j);
+}
+
+void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t wide, const float *taps,
+                            const float *bias, float *gated) {
+    if (rows <= 0 || width <= 0 || wide < 2 || wide % 2 != 0) return;
+    dw_job d = {t, taps, bias, gated, rows, width, wide, wide / 2};
+#if defined(__x86_64__) || defined(_M_X64)
+    if (use_avx512()) {
+        sana_parallel_for(rows * width, dw_glu_avx512, &d);
+        return;
+    }
+#endif
+    sana_parallel_for(rows * width, dw_glu_generic, &d);
+}
