@@ -15,8 +15,9 @@
 
 /// Channels per step of the depthwise + GLU (one 16-lane register per half).
 #define DW_BLOCK 16
-/// Elements per work item of SiLU.
+/// Elements per work item of SiLU, the copies and the gated adds.
 #define SILU_CHUNK 4096
+#define COPY_CHUNK 16384
 
 // ---- Portable versions ----
 
@@ -177,4 +178,50 @@ void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t
     }
 #endif
     sana_parallel_for(rows * width, dw_glu_generic, &d);
+}
+
+// ---- Residual-stream bookkeeping, threaded so it does not leave a core idle between the products ----
+
+typedef struct {
+    float *x;
+    const float *y, *gate;
+    int64_t row0, n, c;
+} gated_job;
+
+static void add_gated_rows(void *ctx, int64_t r0, int64_t r1) {
+    const gated_job *j = (const gated_job *)ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        float *x = j->x + r * j->c;
+        const float *y = j->y + r * j->c;
+        if (!j->gate) {
+            for (int64_t i = 0; i < j->c; i++) x[i] += y[i];
+            continue;
+        }
+        const float *g = j->gate + (j->row0 + r) / j->n * j->c;
+        for (int64_t i = 0; i < j->c; i++) x[i] += g[i] * y[i];
+    }
+}
+
+void sana_dit_add_gated(float *x, const float *y, const float *gate, int64_t row0, int64_t rows, int64_t n, int64_t c) {
+    if (rows <= 0 || c <= 0 || n <= 0) return;
+    gated_job j = {x, y, gate, row0, n, c};
+    sana_parallel_for(rows, add_gated_rows, &j);
+}
+
+typedef struct {
+    float *dst;
+    const float *src;
+    int64_t count;
+} copy_job;
+
+static void copy_chunks(void *ctx, int64_t c0, int64_t c1) {
+    const copy_job *j = (const copy_job *)ctx;
+    const int64_t i0 = c0 * COPY_CHUNK, i1 = c1 * COPY_CHUNK < j->count ? c1 * COPY_CHUNK : j->count;
+    memcpy(j->dst + i0, j->src + i0, (size_t)(i1 - i0) * 4);
+}
+
+void sana_dit_copy(float *dst, const float *src, int64_t count) {
+    if (count <= 0) return;
+    copy_job j = {dst, src, count};
+    sana_parallel_for((count + COPY_CHUNK - 1) / COPY_CHUNK, copy_chunks, &j);
 }

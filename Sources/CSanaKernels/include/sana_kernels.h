@@ -212,6 +212,13 @@ void sana_dit_silu(float *x, int64_t count);
 void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t wide, const float *taps,
                             const float *bias, float *gated);
 
+/// x[r] += gate[(row0 + r) / n] ⊙ y[r] for rows r of x, y [rows, c] (rows row0 + r of a [B·n, c] stream; gate
+/// [B, c]); gate NULL: x[r] += y[r]. Threaded over rows.
+void sana_dit_add_gated(float *x, const float *y, const float *gate, int64_t row0, int64_t rows, int64_t n, int64_t c);
+
+/// dst[i] = src[i] over count floats (threaded; the regions do not overlap).
+void sana_dit_copy(float *dst, const float *src, int64_t count);
+
 #ifdef __cplusplus
 }
 #endif

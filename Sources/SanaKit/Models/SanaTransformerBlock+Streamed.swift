@@ -110,7 +110,7 @@ extension SanaTransformerBlock {
     /// LayerNorm's own affine step (one pass).
     func modulatedNorm(_ x: UnsafePointer<Float>, rows: Range<Int>, tokens n: Int, channels c: Int, shift: [Float],
                        onePlusScale: [Float], weight: [Float]?, bias: [Float]?, into dst: UnsafeMutablePointer<Float>) {
-        dst.update(from: x + rows.lowerBound * c, count: rows.count * c)
+        sana_dit_copy(dst, x + rows.lowerBound * c, Int64(rows.count * c))
         for seg in batchSegments(rows, tokens: n) {
             let out = dst + (seg.rows.lowerBound - rows.lowerBound) * c, m = Int64(seg.rows.count), bc = seg.batch * c
             shift.withUnsafeBufferPointer { sh in
@@ -218,24 +218,15 @@ extension SanaTransformerBlock {
     }
 }
 
-/// x[r] += gate[batch of row firstRow + r] ⊙ y[r] (gate nil: x[r] += y[r]) over `rows` rows of [B·N, C].
+/// x[r] += gate[batch of row firstRow + r] ⊙ y[r] (gate nil: x[r] += y[r]) over `rows` rows of [B·N, C] (threaded C).
 func addGated(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, gate: [Float]?, firstRow: Int, rows: Int,
               tokens n: Int, channels c: Int) {
-    guard let gate else {
-        for i in 0 ..< rows * c { x[i] += y[i] }
-        return
-    }
-    gate.withUnsafeBufferPointer { g in
-        for r in 0 ..< rows {
-            let gr = g.baseAddress! + (firstRow + r) / n * c, xr = x + r * c, yr = y + r * c
-            for j in 0 ..< c { xr[j] += gr[j] * yr[j] }
-        }
-    }
+    gate.withUnsafeBufferPointerOrNil { g in sana_dit_add_gated(x, y, g, Int64(firstRow), Int64(rows), Int64(n), Int64(c)) }
 }
 
-/// relu in place over count values.
+/// relu in place over count values (threaded C).
 func reluInPlace(_ x: UnsafeMutablePointer<Float>, _ count: Int) {
-    for i in 0 ..< count { x[i] = max(x[i], 0) }
+    sana_activate(x, Int64(count), Int32(SANA_ACT_RELU.rawValue))
 }
 
 /// RMSNorm (eps 1e-5, affine weight) of `rows` rows in place: the attention's qk-norm.
