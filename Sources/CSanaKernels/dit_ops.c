@@ -90,6 +90,21 @@ static void dw_glu_generic(void *ctx, int64_t p0, int64_t p1) {
     dw_positions((const dw_job *)ctx, p0, p1, dw_position_generic);
 }
 
+/// One row of the cross-attention's scores: x = softmax(x + bias) over c values.
+static void softmax_bias_generic(float *x, int64_t c, const float *bias) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int64_t j = 0; j < c; j++) {
+        x[j] += bias[j];
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    for (int64_t j = 0; j < c; j++) {
+        x[j] = exp_vec(x[j] - mx);
+        sum += x[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < c; j++) x[j] *= inv;
+}
+
 // ---- AVX-512 ----
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -141,6 +156,29 @@ T512F static void dw_position_avx512(const dw_job *d, const float *const *src, c
 
 static void dw_glu_avx512(void *ctx, int64_t p0, int64_t p1) {
     dw_positions((const dw_job *)ctx, p0, p1, dw_position_avx512);
+}
+
+/// As softmax_bias_generic, 16 lanes at a time (the row lives in registers' worth of L1).
+T512F static void softmax_bias_avx512(float *x, int64_t c, const float *bias) {
+    __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < c; j += 16) {
+        const __mmask16 mk = c - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - j)) - 1);
+        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, x + j), _mm512_maskz_loadu_ps(mk, bias + j));
+        _mm512_mask_storeu_ps(x + j, mk, v);
+        mx = _mm512_mask_max_ps(mx, mk, mx, v);
+    }
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    for (int64_t j = 0; j < c; j += 16) {
+        const __mmask16 mk = c - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - j)) - 1);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + j), m));
+        _mm512_mask_storeu_ps(x + j, mk, e);
+        sum = _mm512_mask_add_ps(sum, mk, sum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int64_t j = 0; j < c; j += 16) {
+        const __mmask16 mk = c - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - j)) - 1);
+        _mm512_mask_storeu_ps(x + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + j), inv));
+    }
 }
 #endif
 
@@ -224,4 +262,13 @@ void sana_dit_copy(float *dst, const float *src, int64_t count) {
     if (count <= 0) return;
     copy_job j = {dst, src, count};
     sana_parallel_for((count + COPY_CHUNK - 1) / COPY_CHUNK, copy_chunks, &j);
+}
+
+void sana_dit_softmax_bias(float *x, int64_t rows, int64_t c, const float *bias) {
+    if (rows <= 0 || c <= 0) return;
+    void (*row)(float *, int64_t, const float *) = softmax_bias_generic;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (use_avx512()) row = softmax_bias_avx512;
+#endif
+    for (int64_t r = 0; r < rows; r++) row(x + r * c, c, bias);
 }

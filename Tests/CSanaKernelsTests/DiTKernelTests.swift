@@ -62,14 +62,41 @@ final class DiTKernelTests: XCTestCase {
             sana_dit_depthwise_glu(t, Int64(rows), Int64(width), Int64(wide), taps, bias, &gated)
             let scale = expected.map(abs).max() ?? 1
             let err = zip(gated, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+            print("sana_dit_depthwise_glu \(family): relative max error \(err / scale)")
             XCTAssertLessThan(err / scale, 1e-6, family)
             var s = xs
             sana_dit_silu(&s, Int64(s.count))
             let worst = zip(s, xs).map { abs(Double($0) - silu(Double($1))) / max(abs(silu(Double($1))), 1e-9) }.max() ?? .infinity
+            print("sana_dit_silu \(family): worst relative error \(worst)")
             XCTAssertLessThan(worst, 1e-6, family)
             checked += 1
         }
         XCTAssertGreaterThan(checked, 1)
+    }
+
+    /// softmax(x + bias) per row against double precision, rows of 120 (the kept caption keys) and 7 (a partial
+    /// register), with −10000 biases among them.
+    func testSoftmaxWithBias() {
+        var checked = 0
+        for c in [120, 7] {
+            let rows = 3
+            let x = KernelTests.gaussian(rows * c, seed: 60, outliers: true)
+            let bias = (0 ..< c).map { $0 % 5 == 4 ? Float(-10000) : Float($0) * 0.01 }
+            for family in KernelTests.families + ["reference"] where sana_select_kernel_family(family) != 0 {
+                var got = x
+                sana_dit_softmax_bias(&got, Int64(rows), Int64(c), bias)
+                var worst = 0.0
+                for r in 0 ..< rows {
+                    let z = (0 ..< c).map { Double(x[r * c + $0]) + Double(bias[$0]) }
+                    let m = z.max() ?? 0, e = z.map { exp($0 - m) }, sum = e.reduce(0, +)
+                    for j in 0 ..< c { worst = max(worst, abs(Double(got[r * c + j]) - e[j] / sum)) }
+                }
+                print("sana_dit_softmax_bias \(family) c=\(c): max abs error \(worst)")
+                XCTAssertLessThan(worst, 1e-6, "\(family) c=\(c)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 2)
     }
 
     private func withPointers(_ ws: [[UInt8]], _ biases: [[Float]?], _ ys: inout [[Float]],

@@ -216,6 +216,10 @@ void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t
 /// [B, c]); gate NULL: x[r] += y[r]. Threaded over rows.
 void sana_dit_add_gated(float *x, const float *y, const float *gate, int64_t row0, int64_t rows, int64_t n, int64_t c);
 
+/// Rows of scores x [rows, c] = softmax(x + bias) per row, bias [c] (the cross-attention's mask bias). On the calling
+/// thread (callers run it per attention head in parallel).
+void sana_dit_softmax_bias(float *x, int64_t rows, int64_t c, const float *bias);
+
 /// dst[i] = src[i] over count floats (threaded; the regions do not overlap).
 void sana_dit_copy(float *dst, const float *src, int64_t count);
 

@@ -417,11 +417,7 @@ struct CrossAttentionKeys {
                                     // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
                                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
                                                 qb.value + hd * d, Int32(width), kb.value + hd * d, Int32(width), 0, s, Int32(lk))
-                                    for r in 0 ..< m {
-                                        let sr = s + r * lk
-                                        for j in 0 ..< lk { sr[j] += bb.value[j] }
-                                        softmaxInPlace(sr, lk)
-                                    }
+                                    sana_dit_softmax_bias(s, Int64(m), Int64(lk), bb.value)  // + mask bias, softmax per row
                                     // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
                                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
                                                 s, Int32(lk), vb.value + hd * dv, Int32(widthV), 0, ab.value + hd * dv, Int32(widthV))
