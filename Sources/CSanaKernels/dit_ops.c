@@ -55,15 +55,26 @@ static int dw_taps(const dw_job *d, int64_t p, const float **src, const float **
 
 /// One output position's channels, given its in-frame taps: out [hidden].
 typedef void (*dw_position_fn)(const dw_job *d, const float *const *src, const float *const *w, int taps, float *out);
+/// DW_GROUP neighbouring interior positions of one row (oy, ox0 .. ox0 + DW_GROUP − 1, all taps in the frame), which
+/// share their tap weights and most source pixels; NULL: one position at a time.
+typedef void (*dw_group_fn)(const dw_job *d, int64_t oy, int64_t ox0);
+#define DW_GROUP 4
 
-/// Positions [p0, p1) of the band (index oy·width + ox), all channels each, by `position`: the nine source pixels'
-/// channels and the taps stream through in channel order (sequential reads; neighbouring positions find six of
-/// their nine pixels in cache).
-static void dw_positions(const dw_job *d, int64_t p0, int64_t p1, dw_position_fn position) {
-    for (int64_t p = p0; p < p1; p++) {
+/// Positions [p0, p1) of the band (index oy·width + ox), all channels each, by `group` where DW_GROUP interior
+/// positions of one row fit, else by `position`: the source pixels' channels and the taps stream through in
+/// channel order (sequential reads; neighbouring positions find most of their pixels in cache).
+static void dw_positions(const dw_job *d, int64_t p0, int64_t p1, dw_position_fn position, dw_group_fn group) {
+    for (int64_t p = p0; p < p1;) {
+        const int64_t oy = p / d->width, ox = p % d->width;
+        if (group && ox >= 1 && ox + DW_GROUP <= d->width - 1 && p + DW_GROUP <= p1) {
+            group(d, oy, ox);
+            p += DW_GROUP;
+            continue;
+        }
         const float *src[9], *w[9];
         const int taps = dw_taps(d, p, src, w);
         position(d, src, w, taps, d->gated + p * d->hidden);
+        p++;
     }
 }
 
@@ -87,7 +98,7 @@ static void dw_position_generic(const dw_job *d, const float *const *src, const 
 }
 
 static void dw_glu_generic(void *ctx, int64_t p0, int64_t p1) {
-    dw_positions((const dw_job *)ctx, p0, p1, dw_position_generic);
+    dw_positions((const dw_job *)ctx, p0, p1, dw_position_generic, NULL);
 }
 
 /// One row of the cross-attention's scores: x = softmax(x + bias) over c values.
@@ -154,8 +165,36 @@ T512F static void dw_position_avx512(const dw_job *d, const float *const *src, c
     }
 }
 
+/// DW_GROUP interior positions at once: per 16 channels and per tap row, six source pixels and three tap vectors
+/// are loaded once and feed 4 × 3 multiply-adds (one position alone loads a pixel and a tap per multiply-add).
+T512F static void dw_group_avx512(const dw_job *d, int64_t oy, int64_t ox0) {
+    const int64_t hidden = d->hidden, wide = d->wide, width = d->width;
+    float *out = d->gated + (oy * width + ox0) * hidden;
+    for (int64_t j0 = 0; j0 < hidden; j0 += DW_BLOCK) {
+        const __mmask16 mk = hidden - j0 >= DW_BLOCK ? (__mmask16)0xffff : (__mmask16)((1u << (hidden - j0)) - 1);
+        __m512 acc[2][DW_GROUP];  // [value, gate half][position]
+        for (int h = 0; h < 2; h++) {
+            const __m512 b = _mm512_maskz_loadu_ps(mk, d->bias + h * hidden + j0);
+            for (int q = 0; q < DW_GROUP; q++) acc[h][q] = b;
+        }
+        for (int ky = 0; ky < 3; ky++) {
+            // source pixels ox0 − 1 .. ox0 + DW_GROUP of t row oy + ky
+            const float *row = d->t + ((oy + ky) * width + ox0 - 1) * wide + j0;
+            for (int h = 0; h < 2; h++) {
+                __m512 px[DW_GROUP + 2], w[3];
+                for (int c = 0; c < DW_GROUP + 2; c++) px[c] = _mm512_maskz_loadu_ps(mk, row + c * wide + h * hidden);
+                for (int kx = 0; kx < 3; kx++) w[kx] = _mm512_maskz_loadu_ps(mk, d->taps + (ky * 3 + kx) * wide + h * hidden + j0);
+                for (int q = 0; q < DW_GROUP; q++)
+                    for (int kx = 0; kx < 3; kx++) acc[h][q] = _mm512_fmadd_ps(px[q + kx], w[kx], acc[h][q]);
+            }
+        }
+        for (int q = 0; q < DW_GROUP; q++)
+            _mm512_mask_storeu_ps(out + q * hidden + j0, mk, _mm512_mul_ps(acc[0][q], silu512(acc[1][q])));
+    }
+}
+
 static void dw_glu_avx512(void *ctx, int64_t p0, int64_t p1) {
-    dw_positions((const dw_job *)ctx, p0, p1, dw_position_avx512);
+    dw_positions((const dw_job *)ctx, p0, p1, dw_position_avx512, dw_group_avx512);
 }
 
 /// As softmax_bias_generic, 16 lanes at a time (the row lives in registers' worth of L1).

@@ -35,7 +35,7 @@ final class DiTKernelTests: XCTestCase {
     /// gated = conv[:hidden] · silu(conv[hidden:]), conv the 3×3 depthwise conv with zero padding left and right and
     /// the halo rows given in t. hidden = 37 leaves a partial 16-channel block.
     func testDepthwiseGLUAndSiLUMatchScalarLoops() {
-        let (rows, width, hidden) = (3, 5, 37), wide = 2 * hidden
+        let (rows, width, hidden) = (3, 7, 37), wide = 2 * hidden  // width 7: one 4-position group per row (AVX-512)
         let t = KernelTests.gaussian((rows + 2) * width * wide, seed: 50, outliers: false)
         let taps = KernelTests.gaussian(9 * wide, seed: 51, outliers: false), bias = KernelTests.gaussian(wide, seed: 52, outliers: false)
         func silu(_ v: Double) -> Double { v / (1 + exp(-v)) }
