@@ -9,8 +9,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define T512F __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#include "x86_avx512_math.h"
 #endif
 
 /// Channels per step of the depthwise + GLU (one 16-lane register per half).
@@ -119,27 +118,6 @@ static void softmax_bias_generic(float *x, int64_t c, const float *bias) {
 // ---- AVX-512 ----
 
 #if defined(__x86_64__) || defined(_M_X64)
-/// e^x on 16 lanes: the same range reduction and polynomial as exp_vec (internal.h), with FMAs and 2ⁿ by vscalefps.
-T512F static inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-T512F static inline __m512 silu512(__m512 v) {
-    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-}
-
 T512F static void silu_avx512(void *ctx, int64_t c0, int64_t c1) {
     const silu_job *j = (const silu_job *)ctx;
     const int64_t i1 = c1 * SILU_CHUNK < j->count ? c1 * SILU_CHUNK : j->count;

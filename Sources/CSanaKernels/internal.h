@@ -38,6 +38,7 @@ typedef struct {
     size_t block_bytes;
     const float *bias;           // [n] or NULL
     float *y;                    // [m][n]
+    int32_t silu;                // 1: y = silu(x·Wᵀ + bias), applied at the store (families with qgemm_silu)
 } sana_qgemm_args;
 /// Computes y rows [m0, m1) × weight blocks [b0, b1).
 typedef void (*sana_qgemm_fn)(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1);
@@ -70,6 +71,8 @@ typedef struct {
     /// Rounds activations to bf16 like sana_round_bf16 (NULL: that one). May flush subnormal inputs to zero,
     /// which bgemm's dot products do anyway.
     void (*round_bf16)(const float *src, int64_t count, uint16_t *dst);
+    /// 1 when qgemm honours sana_qgemm_args.silu (else the caller applies SiLU to y afterwards).
+    int32_t qgemm_silu;
 } sana_kernel_set;
 
 #if defined(__x86_64__) || defined(_M_X64)

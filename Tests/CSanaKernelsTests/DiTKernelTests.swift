@@ -31,6 +31,23 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// silu(X·Wᵀ + b) with the SiLU fused into the kernels' store equals the product followed by sana_dit_silu, bit
+    /// for bit, in every family (fused where the family can, two steps elsewhere), for every storage type.
+    func testLinearSiLUEqualsProductThenSiLU() {
+        let (m, k, n) = (700, 200, 40)
+        let x = KernelTests.gaussian(m * k, seed: 70, outliers: true), bias = KernelTests.gaussian(n, seed: 71, outliers: false)
+        for family in KernelTests.families + ["reference"] where sana_select_kernel_family(family) != 0 {
+            for type in [SANA_TYPE_Q8, SANA_TYPE_Q4, SANA_TYPE_BF16, SANA_TYPE_F32].map({ Int32($0.rawValue) }) {
+                let w = KernelTests.pack(type, KernelTests.gaussian(n * k, seed: 72, outliers: false).map { $0 * 0.05 }, n, k)
+                var twoSteps = [Float](repeating: 0, count: m * n), fused = [Float](repeating: .nan, count: m * n)
+                sana_linear(x, Int64(m), Int64(k), type, w, Int64(n), bias, &twoSteps)
+                sana_dit_silu(&twoSteps, Int64(m * n))
+                sana_linear_silu(x, Int64(m), Int64(k), type, w, Int64(n), bias, &fused)
+                XCTAssertEqual(fused, twoSteps, "\(family) type \(type)")
+            }
+        }
+    }
+
     /// AVX-512 (where this CPU has it) and the portable code against the scalar formula:
     /// gated = conv[:hidden] · silu(conv[hidden:]), conv the 3×3 depthwise conv with zero padding left and right and
     /// the halo rows given in t. hidden = 37 leaves a partial 16-channel block.

@@ -78,6 +78,11 @@ void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void 
 void sana_linear_shared(const float *x, int64_t m, int64_t k, int32_t type, int32_t count, const void *const *w,
                         const int64_t *n, const float *const *bias, float *const *y);
 
+/// Y = silu(X · Wᵀ + bias): sana_linear followed by sana_dit_silu on Y, fused into the store of the int8/int4 AVX-512
+/// kernels (the same SiLU on the same values: bit-identical to the two steps; one pass over Y less).
+void sana_linear_silu(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
+                      float *y);
+
 /// The scalar reference of sana_linear: the oracle for every SIMD path.
 void sana_linear_ref(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
                      float *y);

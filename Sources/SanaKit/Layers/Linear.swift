@@ -86,6 +86,21 @@ public struct Linear: Sendable {
         }
     }
 
+    /// silu(X [rows, K] · Wᵀ + bias) into y: on the integer kernels the SiLU is applied as each output tile is stored
+    /// (sana_linear_silu, one pass over Y less); otherwise `apply`, then the same SiLU (sana_dit_silu) over y.
+    public func applySiLU(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>) {
+        guard runsOnKernels, m > 0, outFeatures > 0, inFeatures > 0 else {
+            apply(x, rows: m, into: y)
+            sana_dit_silu(y, Int64(m * outFeatures))
+            return
+        }
+        weight.bytes.withUnsafeBytes { wp in
+            bias.withUnsafeBufferPointerOrNil { bp in
+                sana_linear_silu(x, Int64(m), Int64(inFeatures), weight.type.rawValue, wp.baseAddress, Int64(outFeatures), bp, y)
+            }
+        }
+    }
+
     /// Products of one input X [rows, K] with several layers (same K): y[p] [rows, layers[p].N] = X · W_pᵀ + b_p.
     /// When all weights share one integer storage type and run on the kernels, X is quantized once for all of them
     /// (sana_linear_shared; bit-identical to separate `apply` calls); otherwise each layer runs `apply`.

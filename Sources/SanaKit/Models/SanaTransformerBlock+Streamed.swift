@@ -199,10 +199,9 @@ extension SanaTransformerBlock {
                     let first = bi * n + fresh.lowerBound * width, rows = first ..< first + fresh.count * width
                     modulatedNorm(x, rows: rows, tokens: n, channels: c, shift: mod.shiftMLP, onePlusScale: mod.scaleMLP,
                                   weight: norm2Weight, bias: norm2Bias, into: normed)
-                    // conv_inverted straight into the band's slots, then SiLU there: [fresh·W, wide]
+                    // silu(conv_inverted(·)) straight into the band's slots: [fresh·W, wide]
                     let slot = t + (fresh.lowerBound - (y0 - 1)) * rowFloats
-                    ff.convInverted.apply(normed, rows: rows.count, into: slot)
-                    sana_dit_silu(slot, Int64(rows.count * plan.wide))
+                    ff.convInverted.applySiLU(normed, rows: rows.count, into: slot)
                 }
                 if y1 == height {  // zero row below the frame
                     (t + (rowsHere + 1) * rowFloats).update(repeating: 0, count: rowFloats)
