@@ -199,15 +199,13 @@ T512F static void softmax_bias_avx512(float *x, int64_t c, const float *bias) {
 }
 #endif
 
+#if defined(__x86_64__) || defined(_M_X64)
 /// 1 when the AVX-512 versions apply: the dispatcher chose an AVX-512 family (not forced to the reference).
 static int use_avx512(void) {
-#if defined(__x86_64__) || defined(_M_X64)
     const sana_kernel_set *ks = sana_kernels();
     return ks == &sana_kernels_avx512 || ks == &sana_kernels_avx512_bf16;
-#else
-    return 0;
-#endif
 }
+#endif
 
 void sana_dit_silu(float *x, int64_t count) {
     if (count <= 0) return;
