@@ -5,6 +5,8 @@
 
 #include "sana_kernels.h"
 
+#include <string.h>
+
 // Group sizes along K (one weight scale per group, one activation scale per (row, group)); measured choice in
 // docs/NUMERICS.md "Kernels". Both are multiples of 8 so int4 quad pairs never straddle a group.
 #define SANA_Q8_GROUP 128
@@ -36,6 +38,7 @@ typedef struct {
     size_t block_bytes;
     const float *bias;           // [n] or NULL
     float *y;                    // [m][n]
+    int32_t silu;                // 1: y = silu(x·Wᵀ + bias), applied at the store (families with qgemm_silu)
 } sana_qgemm_args;
 /// Computes y rows [m0, m1) × weight blocks [b0, b1).
 typedef void (*sana_qgemm_fn)(const sana_qgemm_args *a, int64_t m0, int64_t m1, int64_t b0, int64_t b1);
@@ -68,6 +71,8 @@ typedef struct {
     /// Rounds activations to bf16 like sana_round_bf16 (NULL: that one). May flush subnormal inputs to zero,
     /// which bgemm's dot products do anyway.
     void (*round_bf16)(const float *src, int64_t count, uint16_t *dst);
+    /// 1 when qgemm honours sana_qgemm_args.silu (else the caller applies SiLU to y afterwards).
+    int32_t qgemm_silu;
 } sana_kernel_set;
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -116,5 +121,27 @@ void sana_round_bf16(const float *src, int64_t count, uint16_t *dst);
 
 /// Grows a per-thread scratch buffer (index 0..7) to at least `bytes`, 64-byte aligned; NULL on allocation failure.
 void *sana_scratch(int slot, size_t bytes);
+
+/// exp(x) in branch-free float arithmetic the compiler vectorizes (libm's expf is a call per element): Cephes'
+/// expf — n = round(x·log2 e) (by the 1.5·2²³ trick, round-to-nearest), r = x − n·ln 2 in two parts, a degree-6
+/// polynomial, times 2ⁿ built in the exponent bits. Within 2 ulp of expf on [−87, 88]; x is clamped to that range
+/// (SiLU only needs the saturation). Measured against expf in OpsTests.
+static inline float exp_vec(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;  // 2ⁿ, n ∈ [−126, 127]
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
 
 #endif

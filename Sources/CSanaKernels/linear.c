@@ -227,6 +227,36 @@ static int64_t chunk_rows(int64_t m, int64_t row_bytes) {
     return m < c ? m : c;
 }
 
+/// The integer products y[p] = rows of j->src · W[p]ᵀ + bias[p], p < count, all weights of `type` (which has a
+/// qgemm kernel in j->ks): each chunk of rows is quantized once, then multiplied by every weight in turn. Returns 0,
+/// having written nothing, when scratch memory could not be had.
+static int qgemm_products(job *j, int64_t m, int64_t k, int32_t type, int32_t count, const void *const *w,
+                          const int64_t *n, const float *const *bias, float *const *y, int32_t silu) {
+    const int64_t g = sana_qgroup(type), ng = sana_groups(k, g), kp = sana_kpad(k);
+    const int64_t chunk = chunk_rows(m, kp), row0 = j->src.row0;
+    // Scratch of the calling thread; workers only read it during this call.
+    int8_t *xq = (int8_t *)sana_scratch(0, (size_t)(chunk * kp));
+    float *xs = (float *)sana_scratch(1, (size_t)(chunk * ng) * 4);
+    int32_t *xsum = (int32_t *)sana_scratch(2, (size_t)(chunk * ng) * 4);
+    if (!xq || !xs || !xsum) return 0;
+    const size_t block_bytes = sana_type_traits_of(type)->block_bytes(k);
+    for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+        const int64_t rows = m - r0 < chunk ? m - r0 : chunk;
+        j->src.row0 = row0 + r0;
+        j->q = (sana_qgemm_args){type, rows, k, kp, 0, g, ng, xq, xs, xsum, NULL, block_bytes, NULL, NULL, silu};
+        sana_parallel_for(rows, quantize_range, j);
+        for (int32_t p = 0; p < count; p++) {
+            j->q.n = n[p];
+            j->q.w = (const uint8_t *)w[p];
+            j->q.bias = bias[p];
+            j->q.y = y[p] + r0 * n[p];
+            plan(j, rows, n[p]);
+            sana_parallel_for(j->tiles * j->msub, qgemm_range, j);
+        }
+    }
+    return 1;
+}
+
 /// The SIMD product over all rows of `src`; returns 0 when this type has no SIMD kernel here (or scratch memory
 /// could not be had), having written nothing.
 static int linear_simd(const row_source *src, int64_t m, int64_t k, int32_t type, const void *w, int64_t n,
@@ -237,25 +267,8 @@ static int linear_simd(const row_source *src, int64_t m, int64_t k, int32_t type
     j.ks = ks;
     j.src = *src;
     if (src->conv && !sana_scratch(7, (size_t)k * 4)) return 0;  // the calling thread's patch buffer
-    if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type]) {
-        const int64_t g = sana_qgroup(type), ng = sana_groups(k, g), kp = sana_kpad(k);
-        const int64_t chunk = chunk_rows(m, kp);
-        // Scratch of the calling thread; workers only read it during this call.
-        int8_t *xq = (int8_t *)sana_scratch(0, (size_t)(chunk * kp));
-        float *xs = (float *)sana_scratch(1, (size_t)(chunk * ng) * 4);
-        int32_t *xsum = (int32_t *)sana_scratch(2, (size_t)(chunk * ng) * 4);
-        if (!xq || !xs || !xsum) return 0;
-        for (int64_t r0 = 0; r0 < m; r0 += chunk) {
-            int64_t rows = m - r0 < chunk ? m - r0 : chunk;
-            j.src.row0 = src->row0 + r0;
-            j.q = (sana_qgemm_args){type, rows, k, kp, n, g, ng, xq, xs, xsum, (const uint8_t *)w,
-                                    sana_type_traits_of(type)->block_bytes(k), bias, y + r0 * n};
-            sana_parallel_for(rows, quantize_range, &j);
-            plan(&j, rows, n);
-            sana_parallel_for(j.tiles * j.msub, qgemm_range, &j);
-        }
-        return 1;
-    }
+    if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type])
+        return qgemm_products(&j, m, k, type, 1, &w, &n, &bias, &y, 0);
     if (type == SANA_TYPE_BF16 && ks->bgemm) {
         const int64_t kp2 = (k + 1) & ~(int64_t)1;
         const int64_t chunk = chunk_rows(m, kp2 * 2);
@@ -291,6 +304,38 @@ void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void 
     if (m <= 0 || n <= 0 || k <= 0 || !sana_type_traits_of(type)) return;
     row_source src = {x, NULL, 0, 0, 0};
     if (!linear_simd(&src, m, k, type, w, n, bias, y)) sana_linear_ref(x, m, k, type, w, n, bias, y);
+}
+
+/// Products of one input: each 512-row chunk of x is quantized once and multiplied by every weight in turn, which
+/// is what `count` separate sana_linear calls compute (same quantized rows, same kernels: bit-identical) minus
+/// count − 1 quantization passes over x.
+void sana_linear_shared(const float *x, int64_t m, int64_t k, int32_t type, int32_t count, const void *const *w,
+                        const int64_t *n, const float *const *bias, float *const *y) {
+    if (m <= 0 || k <= 0 || count <= 0 || !sana_type_traits_of(type)) return;
+    const sana_kernel_set *ks = sana_kernels();
+    int shared = (type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type];
+    for (int32_t p = 0; p < count; p++) shared = shared && n[p] > 0;
+    job j;
+    memset(&j, 0, sizeof j);
+    j.ks = ks;
+    j.src = (row_source){x, NULL, 0, 0, 0};
+    if (shared && qgemm_products(&j, m, k, type, count, w, n, bias, y, 0)) return;
+    for (int32_t p = 0; p < count; p++) sana_linear(x, m, k, type, w[p], n[p], bias[p], y[p]);
+}
+
+void sana_linear_silu(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
+                      float *y) {
+    if (m <= 0 || n <= 0 || k <= 0 || !sana_type_traits_of(type)) return;
+    const sana_kernel_set *ks = sana_kernels();
+    if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type] && ks->qgemm_silu) {
+        job j;
+        memset(&j, 0, sizeof j);
+        j.ks = ks;
+        j.src = (row_source){x, NULL, 0, 0, 0};
+        if (qgemm_products(&j, m, k, type, 1, &w, &n, &bias, &y, 1)) return;
+    }
+    sana_linear(x, m, k, type, w, n, bias, y);
+    sana_dit_silu(y, m * n);
 }
 
 /// Output pixels per band of the tap-major quantized convolution: the input rows a band reads are quantized once,

@@ -99,28 +99,6 @@ typedef struct {
 
 #define ACT_CHUNK 4096
 
-/// exp(x) in branch-free float arithmetic the compiler vectorizes (libm's expf is a call per element): Cephes'
-/// expf — n = round(x·log2 e) (by the 1.5·2²³ trick, round-to-nearest), r = x − n·ln 2 in two parts, a degree-6
-/// polynomial, times 2ⁿ built in the exponent bits. Within 2 ulp of expf on [−87, 88]; x is clamped to that range
-/// (SiLU only needs the saturation). Measured against expf in OpsTests.
-static inline float exp_vec(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    const int32_t bits = ((int32_t)n + 127) << 23;  // 2ⁿ, n ∈ [−126, 127]
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
 float sana_exp_vec_for_testing(float x) { return exp_vec(x); }
 
 static void act_chunks(void *p, int64_t c0, int64_t c1) {

@@ -14,6 +14,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "x86_avx512_math.h"
+
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 #define TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -171,8 +173,11 @@ INLINE T512 void q_tile(const sana_qgemm_args *a, int64_t i0, const int MR, int6
         int64_t j0 = (b + v) * SANA_ROW_BLOCK, left = a->n - j0;
         __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
         __m512 bias = a->bias ? _mm512_maskz_loadu_ps(mk, a->bias + j0) : _mm512_setzero_ps();
-        for (int m = 0; m < MR; m++)
-            _mm512_mask_storeu_ps(a->y + (i0 + m) * a->n + j0, mk, _mm512_add_ps(accf[m][v], bias));
+        for (int m = 0; m < MR; m++) {
+            __m512 out = _mm512_add_ps(accf[m][v], bias);
+            if (a->silu) out = silu512(out);  // the DiT's conv_inverted: its SiLU while the tile is in registers
+            _mm512_mask_storeu_ps(a->y + (i0 + m) * a->n + j0, mk, out);
+        }
     }
 }
 
@@ -314,8 +319,10 @@ TBF16 static void bgemm_avx512(const sana_bgemm_args *a, int64_t m0, int64_t m1,
 }
 
 const sana_kernel_set sana_kernels_avx512 = {
-    "avx512vnni", quantize_avx512, {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512}, 0};
+    .name = "avx512vnni", .quantize = quantize_avx512,
+    .qgemm = {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512}, .qgemm_silu = 1};
 const sana_kernel_set sana_kernels_avx512_bf16 = {
-    "avx512vnni+bf16", quantize_avx512, {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512},
-    bgemm_avx512, bpack_avx512, round_bf16_avx512};
+    .name = "avx512vnni+bf16", .quantize = quantize_avx512,
+    .qgemm = {[SANA_TYPE_Q8] = qgemm_q8_avx512, [SANA_TYPE_Q4] = qgemm_q4_avx512},
+    .bgemm = bgemm_avx512, .bpack = bpack_avx512, .round_bf16 = round_bf16_avx512, .qgemm_silu = 1};
 #endif

@@ -23,6 +23,7 @@ struct BenchDiT: ParsableCommand {
     @Option(help: "Threads (default: all cores).") var threads: Int?
     @Option(help: "Timed steps; the fastest is reported.") var steps = 1
     @Flag(help: "Read block i+1 on a background thread while block i runs.") var prefetch = false
+    @Option(help: "Write the step's output [B, C, H, W] to this .npy file (to compare builds).") var output: String?
 
     func run() throws {
         guard let type = StorageType(name: weights) else { throw ValidationError("unknown storage type \(weights)") }
@@ -58,6 +59,7 @@ struct BenchDiT: ParsableCommand {
             if s < best { (best, weightSeconds, cpu) = (s, source.seconds, processCPUSeconds() - c0) }
         }
         guard out.data.allSatisfy(\.isFinite) else { throw ValidationError("the step produced non-finite values") }
+        if let output { try Npy.write(output, shape: out.shape, values: out.data) }
         let peak = Memory.residentBytes().peak
         print("""
             {"impl": "sanaedge", "weights": "\(type.name)", "config": "\((config as NSString).lastPathComponent)", \

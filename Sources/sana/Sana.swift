@@ -3,6 +3,9 @@ import CSanaKernels
 import SanaFormat
 import SanaKit
 
+// No allocator tuning (mallopt) at start-up, on purpose: fixing glibc's mmap/trim thresholds at 1 MiB lowered the
+// peak of a budgeted 1024² run by 62 MiB (881 → 819) but made every large buffer a fresh mmap the kernel zeroes:
+// +17 % process CPU (system time 6.9 → 15.7 s) and +3 % per DiT step. Measurements: docs/BENCHMARKS.md "Linear DiT".
 @main
 struct Sana: ParsableCommand {
     static let configuration = CommandConfiguration(

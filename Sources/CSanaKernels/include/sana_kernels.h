@@ -72,6 +72,17 @@ void sana_matrix_unpack_rows(int32_t type, const void *src, int64_t n, int64_t k
 void sana_linear(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
                  float *y);
 
+/// y[p] = X · W[p]ᵀ (+ bias[p]) for p < count: products of one input X [m, k] with weights W[p] [n[p], k], all of
+/// storage `type` (bias[p] may be NULL). Bit-identical to `count` sana_linear calls; with int8/int4 SIMD kernels X
+/// is quantized once for all of them (e.g. the attention's q, k and v projections of one normed input).
+void sana_linear_shared(const float *x, int64_t m, int64_t k, int32_t type, int32_t count, const void *const *w,
+                        const int64_t *n, const float *const *bias, float *const *y);
+
+/// Y = silu(X · Wᵀ + bias): sana_linear followed by sana_dit_silu on Y, fused into the store of the int8/int4 AVX-512
+/// kernels (the same SiLU on the same values: bit-identical to the two steps; one pass over Y less).
+void sana_linear_silu(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
+                      float *y);
+
 /// The scalar reference of sana_linear: the oracle for every SIMD path.
 void sana_linear_ref(const float *x, int64_t m, int64_t k, int32_t type, const void *w, int64_t n, const float *bias,
                      float *y);
@@ -193,6 +204,29 @@ void sana_glu_silu(const float *x, int64_t rows, int64_t hidden, float *y);
 /// channel repeated `repeats` = 4·cout / cin times (repeat_interleave), i.e.
 /// out[n, 2y+i, 2x+j, c] += x[n, y, x, (4c + 2i + j) / repeats].
 void sana_add_shuffled_repeat(float *out, const float *x, int64_t b, int64_t h, int64_t w, int64_t cin, int64_t cout);
+
+// ---- The Linear DiT feed-forward's elementwise work (dit_ops.c; AVX-512 where the dispatcher chose it) ----
+
+/// SiLU in place over count values (threaded): x / (1 + e^−x) with a polynomial e^x (within a few ulp of expf).
+void sana_dit_silu(float *x, int64_t count);
+
+/// Depthwise 3×3 convolution (stride 1, zero padding at the left and right edges) fused with the GLU gate, on a
+/// band of rows with their halo rows: t [rows + 2, width, wide] (output row r reads t rows r .. r + 2; the caller
+/// puts zero rows where the frame ends), taps [9, wide] (tap ky·3 + kx), bias [wide] →
+/// gated [rows, width, wide / 2] = conv[:hidden] · silu(conv[hidden:]). Threaded over positions.
+void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t wide, const float *taps,
+                            const float *bias, float *gated);
+
+/// x[r] += gate[(row0 + r) / n] ⊙ y[r] for rows r of x, y [rows, c] (rows row0 + r of a [B·n, c] stream; gate
+/// [B, c]); gate NULL: x[r] += y[r]. Threaded over rows.
+void sana_dit_add_gated(float *x, const float *y, const float *gate, int64_t row0, int64_t rows, int64_t n, int64_t c);
+
+/// Rows of scores x [rows, c] = softmax(x + bias) per row, bias [c] (the cross-attention's mask bias). On the calling
+/// thread (callers run it per attention head in parallel).
+void sana_dit_softmax_bias(float *x, int64_t rows, int64_t c, const float *bias);
+
+/// dst[i] = src[i] over count floats (threaded; the regions do not overlap).
+void sana_dit_copy(float *dst, const float *src, int64_t count);
 
 #ifdef __cplusplus
 }

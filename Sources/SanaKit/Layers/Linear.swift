@@ -35,49 +35,109 @@ public struct Linear: Sendable {
     /// switch) unpacks every weight to f32 and uses sgemm, which separates weight rounding from activation rounding.
     public func apply(_ x: Tensor) -> Tensor {
         precondition(x.lastDim == inFeatures, "Linear \(weight.name): input has \(x.lastDim) features, weight wants \(inFeatures)")
-        let m = x.rows, n = outFeatures, k = inFeatures
-        var out = [Float](repeating: 0, count: m * n)
-        let type = weight.type.rawValue
-        let useKernel = runsOnKernels
-        x.data.withUnsafeBufferPointer { xp in
-            weight.bytes.withUnsafeBytes { wp in
-                out.withUnsafeMutableBufferPointer { yp in
-                    if useKernel {
-                        bias.withUnsafeBufferPointerOrNil { bp in
-                            sana_linear(xp.baseAddress, Int64(m), Int64(k), type, wp.baseAddress, Int64(n), bp, yp.baseAddress)
-                        }
-                        return
-                    }
-                    if weight.type == .f32 {
-                        // Y[m, n] = X[m, k] · Wᵀ, W [n, k].
-                        wp.withMemoryRebound(to: Float.self) { wf in
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                        xp.baseAddress, Int32(k), wf.baseAddress, Int32(k), 0, yp.baseAddress, Int32(n))
-                        }
-                    } else {
-                        // Weight rows [j0, j0 + rows) unpacked to f32 [rows, k]; result columns [j0, j0 + rows) of Y.
-                        let chunk = max(1, min(n, (1 << 22) / max(k, 1)))
-                        var w32 = [Float](repeating: 0, count: chunk * k)
-                        w32.withUnsafeMutableBufferPointer { wf in
-                            for j0 in stride(from: 0, to: n, by: chunk) {
-                                let rows = min(chunk, n - j0)
-                                sana_matrix_unpack_rows(type, wp.baseAddress, Int64(n), Int64(k), Int64(j0), Int64(rows), wf.baseAddress)
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(rows), Int32(k), 1,
-                                            xp.baseAddress, Int32(k), wf.baseAddress, Int32(k), 0, yp.baseAddress.map { $0 + j0 }, Int32(n))
-                            }
-                        }
-                    }
-                    if let bias {
-                        // Y[i, :] += bias
-                        for i in 0 ..< m { for j in 0 ..< n { yp[i * n + j] += bias[j] } }
-                    }
-                }
-            }
+        let m = x.rows, n = outFeatures
+        // Every element is written by `apply(_:rows:into:)`: no zero fill (a page-touching pass) first.
+        let out = [Float](unsafeUninitializedCapacity: m * n) { yp, initialized in
+            x.data.withUnsafeBufferPointer { xp in apply(xp.baseAddress!, rows: m, into: yp.baseAddress!) }
+            initialized = m * n
         }
         var shape = x.shape
         shape[shape.count - 1] = n
         return Tensor(shape: shape, data: out)
     }
+
+    /// Y [rows, N] = X [rows, K] · Wᵀ + bias, written into y (every element; y need not be initialized).
+    public func apply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>) {
+        let n = outFeatures, k = inFeatures
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {  // an empty product: bias only
+            for i in 0 ..< m { for j in 0 ..< n { y[i * n + j] = bias?[j] ?? 0 } }
+            return
+        }
+        let type = weight.type.rawValue
+        weight.bytes.withUnsafeBytes { wp in
+            if runsOnKernels {
+                bias.withUnsafeBufferPointerOrNil { bp in sana_linear(x, Int64(m), Int64(k), type, wp.baseAddress, Int64(n), bp, y) }
+                return
+            }
+            if weight.type == .f32 {
+                // Y[m, n] = X[m, k] · Wᵀ, W [n, k] (beta 0: Y is written, not read).
+                wp.withMemoryRebound(to: Float.self) { wf in
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                x, Int32(k), wf.baseAddress, Int32(k), 0, y, Int32(n))
+                }
+            } else {
+                // Weight rows [j0, j0 + rows) unpacked to f32 [rows, k]; result columns [j0, j0 + rows) of Y.
+                let chunk = max(1, min(n, (1 << 22) / max(k, 1)))
+                var w32 = [Float](repeating: 0, count: chunk * k)
+                w32.withUnsafeMutableBufferPointer { wf in
+                    for j0 in stride(from: 0, to: n, by: chunk) {
+                        let rows = min(chunk, n - j0)
+                        sana_matrix_unpack_rows(type, wp.baseAddress, Int64(n), Int64(k), Int64(j0), Int64(rows), wf.baseAddress)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(rows), Int32(k), 1,
+                                    x, Int32(k), wf.baseAddress, Int32(k), 0, y + j0, Int32(n))
+                    }
+                }
+            }
+            if let bias {
+                // Y[i, :] += bias
+                for i in 0 ..< m { for j in 0 ..< n { y[i * n + j] += bias[j] } }
+            }
+        }
+    }
+
+    /// silu(X [rows, K] · Wᵀ + bias) into y: on the integer kernels the SiLU is applied as each output tile is stored
+    /// (sana_linear_silu, one pass over Y less); otherwise `apply`, then the same SiLU (sana_dit_silu) over y.
+    public func applySiLU(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>) {
+        guard runsOnKernels, m > 0, outFeatures > 0, inFeatures > 0 else {
+            apply(x, rows: m, into: y)
+            sana_dit_silu(y, Int64(m * outFeatures))
+            return
+        }
+        weight.bytes.withUnsafeBytes { wp in
+            bias.withUnsafeBufferPointerOrNil { bp in
+                sana_linear_silu(x, Int64(m), Int64(inFeatures), weight.type.rawValue, wp.baseAddress, Int64(outFeatures), bp, y)
+            }
+        }
+    }
+
+    /// Products of one input X [rows, K] with several layers (same K): y[p] [rows, layers[p].N] = X · W_pᵀ + b_p.
+    /// When all weights share one integer storage type and run on the kernels, X is quantized once for all of them
+    /// (sana_linear_shared; bit-identical to separate `apply` calls); otherwise each layer runs `apply`.
+    public static func apply(_ layers: [Linear], _ x: UnsafePointer<Float>, rows: Int, into y: [UnsafeMutablePointer<Float>]) {
+        precondition(layers.count == y.count && layers.allSatisfy { $0.inFeatures == layers[0].inFeatures }, "Linear.apply: shared-input layers")
+        guard let first = layers.first, rows > 0, first.inFeatures > 0 else {
+            for (l, yp) in zip(layers, y) { l.apply(x, rows: rows, into: yp) }
+            return
+        }
+        let type = first.weight.type
+        guard layers.count > 1, type.isQuantized, layers.allSatisfy({ $0.weight.type == type && $0.runsOnKernels }) else {
+            for (l, yp) in zip(layers, y) { l.apply(x, rows: rows, into: yp) }
+            return
+        }
+        // Keep every weight and bias buffer alive and pinned while the C call holds their addresses.
+        withPinnedBuffers(layers) { weights, biases in
+            let outs = y.map { Optional($0) }
+            let n = layers.map { Int64($0.outFeatures) }
+            sana_linear_shared(x, Int64(rows), Int64(first.inFeatures), type.rawValue, Int32(layers.count), weights, n, biases, outs)
+        }
+    }
+}
+
+/// Calls body with the base addresses of every layer's packed weight and bias (nil when it has none), valid for the
+/// call: nested withUnsafe… scopes, one per layer.
+private func withPinnedBuffers(_ layers: ArraySlice<Linear>, _ weights: [UnsafeRawPointer?] = [], _ biases: [UnsafePointer<Float>?] = [],
+                               _ body: ([UnsafeRawPointer?], [UnsafePointer<Float>?]) -> Void) {
+    guard let l = layers.first else { return body(weights, biases) }
+    l.weight.bytes.withUnsafeBytes { wp in
+        l.bias.withUnsafeBufferPointerOrNil { bp in
+            withPinnedBuffers(layers.dropFirst(), weights + [wp.baseAddress], biases + [bp], body)
+        }
+    }
+}
+
+private func withPinnedBuffers(_ layers: [Linear], _ body: ([UnsafeRawPointer?], [UnsafePointer<Float>?]) -> Void) {
+    withPinnedBuffers(layers[...], [], [], body)
 }
 
 /// True when the scalar reference is forced (SANA_FORCE_REFERENCE=1 or sana_force_reference): the C side decides.

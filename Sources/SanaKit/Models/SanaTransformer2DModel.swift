@@ -145,9 +145,11 @@ public final class SanaTransformer2DModel: Sendable {
         let caption = captionProjection(encoderHiddenStates).rmsNorm(weight: captionNormWeight, eps: 1e-5)  // [B, L, C]
 
         let source = self.source, config = self.config
+        // The blocks update x in place and share one set of working buffers (SanaTransformerBlock+Streamed.swift).
+        let scratch = DiTBlockScratch()
         try blockLoader.forEachBlock(config.numLayers, { try SanaTransformerBlock(source, index: $0, config: config) }) { block in
-            x = block(x, timestepModulation: modulation, caption: caption, captionBias: captionBias, height: hp, width: wp,
-                      identityAttention: perturbed?.batches(inBlock: block.index) ?? 0 ..< 0)
+            block.forward(&x, timestepModulation: modulation, caption: caption, captionBias: captionBias, height: hp,
+                          width: wp, identityAttention: perturbed?.batches(inBlock: block.index) ?? 0 ..< 0, scratch: scratch)
         }
 
         x = projOut.apply(normOut(x, embeddedTimestep: embedded))  // [B, H'·W', p·p·out]

@@ -3,152 +3,183 @@ import CSanaKernels
 import Foundation
 
 // SanaTransformerBlock's forward (SanaTransformerBlock.swift) computed a slice of tokens at a time, so that at 1024²
-// (B = 2 × 4096 tokens × 2240 channels: 73 MB per full activation, 367 MB for the feed-forward's 2·hidden width)
-// only the residual stream and small per-slice temporaries are live. Same arithmetic per token as the whole-tensor
-// formulation; only the order of the linear attention's sums over tokens differs (float rounding).
+// (latent 32×32: B = 2 × 1024 tokens × 2240 channels, 18 MB per full activation, 92 MB for the feed-forward's
+// 2·hidden width) only the residual stream, relu(q) of every token and small per-slice temporaries are live. Same
+// arithmetic per token as the whole-tensor formulation; only the order of the linear attention's sums over tokens
+// differs (float rounding). The residual stream x is updated in place, and every working buffer comes from a
+// DiTBlockScratch that the block runner keeps for all of its blocks (no per-block allocation or page faults).
 //
-//   pass A, slices of rows: h = LN(x)·(1+scale)+shift; relu(k) = relu(to_k(h)), v = to_v(h);
-//           per batch and head: kv += relu(k)ᵀ·v [dim, dim], ksum += Σ relu(k) [dim]
-//   pass B, slices of rows: q = relu(to_q(h)); y = x + gate·to_out(q·kv / (q·ksum + eps));
-//           y += to_out2(softmax(to_q2(y)·k2ᵀ/√d + bias)·v2)   (k2, v2 of the caption, computed once)
-//   pass C, bands of image rows: t = silu(conv_inverted(LN(y)·(1+scale)+shift)) for the band plus one row of
+//   pass A, slices of rows: h = LN(x)·(1+scale)+shift; q, k, v = to_q/to_k/to_v(h) from one quantization of h;
+//           relu(q) kept for pass B; per batch and head: kv += relu(k)ᵀ·v [dim, dim], ksum += Σ relu(k) [dim]
+//   pass B, slices of rows: x += gate·to_out(q·kv / (q·ksum + eps));
+//           x += to_out2(softmax(to_q2(x)·k2ᵀ/√d + bias)·v2)   (k2, v2 of the kept caption tokens, once per block)
+//   pass C, bands of image rows: t = silu(conv_inverted(LN(x)·(1+scale)+shift)) for the band plus one row of
 //           halo above and below (kept from the previous band, never recomputed); depthwise 3×3 on t; GLU;
-//           out = y + gate·conv_point(…)
+//           x += gate·conv_point(…)
 
 extension SanaTransformerBlock {
     /// Rows of activations per slice (and tokens per feed-forward band): big enough for the GEMM kernels to reuse
-    /// each weight tile, small enough that the 2·hidden-wide temporaries stay in the allocator's reusable heap.
+    /// each weight tile, small enough that the 2·hidden-wide temporaries stay small.
     static let sliceRows = 512
 
-    /// x [B, N, C] → [B, N, C]; see the file header.
-    /// `sliceRows` is a parameter so tests can force many slices and bands on tiny inputs. Batch elements
-    /// `identityAttention` take to_v(h) in place of the linear attention (PAG's perturbed element).
+    /// x [B, N, C] → [B, N, C] on a copy of x with buffers of its own (tests, the block's public call).
     func streamedForward(_ x: Tensor, modulation: [[Float]], caption: Tensor, captionBias: Tensor?,
                          height: Int, width: Int, sliceRows: Int = SanaTransformerBlock.sliceRows,
                          identityAttention: Range<Int> = 0 ..< 0) -> Tensor {
+        var out = x
+        streamedForward(&out, modulation: modulation, caption: caption, captionBias: captionBias, height: height,
+                        width: width, sliceRows: sliceRows, identityAttention: identityAttention, scratch: DiTBlockScratch())
+        return out
+    }
+
+    /// x [B, N, C] → [B, N, C] in place (the residual stream is updated where it lies: pass A reads every row
+    /// before pass B writes any, pass B writes only its own slice, and pass C overwrites a band's rows only after
+    /// every band that reads them as halo has normed them); see the file header. Working buffers come from
+    /// `scratch`, which the block runner keeps for all blocks. `sliceRows` is a parameter so tests can force many
+    /// slices and bands on tiny inputs. Batch elements `identityAttention` take to_v(h) in place of the linear
+    /// attention (PAG's perturbed element).
+    func streamedForward(_ x: inout Tensor, modulation: [[Float]], caption: Tensor, captionBias: Tensor?,
+                         height: Int, width: Int, sliceRows: Int = SanaTransformerBlock.sliceRows,
+                         identityAttention: Range<Int> = 0 ..< 0, scratch: DiTBlockScratch) {
         let (b, n, c) = (x.shape[0], x.shape[1], x.lastDim)
         let total = b * n
         let slices = stride(from: 0, to: total, by: sliceRows).map { $0 ..< min($0 + sliceRows, total) }
-        let (shiftMSA, scaleMSA, gateMSA, shiftMLP, scaleMLP, gateMLP) =
-            (modulation[0], modulation[1], modulation[2], modulation[3], modulation[4], modulation[5])
+        let mod = BlockModulation(modulation)
+        let heads = attn1.heads, inner = attn1.toQ.outFeatures
+        let cross = CrossAttentionKeys(attn2, caption: caption, bias: captionBias)  // once per block
+        let ffPlan = FeedForwardBands(ff, height: height, width: width, bandTokens: sliceRows)
 
-        // Pass A: the linear attention's per-head key statistics over every token of each batch.
-        let heads = attn1.heads, d = c / heads
-        var kv = [Float](repeating: 0, count: b * heads * d * d)  // [B, heads, d, d]
-        var ksum = [Float](repeating: 0, count: b * heads * d)    // [B, heads, d]
-        for rows in slices {
-            let h = x.modulatedNormRows(rows, tokens: n, shift: shiftMSA, scale: scaleMSA, eps: normEps)
-            var k = attn1.toK.apply(h)
-            if let w = attn1.normK { k.rmsNormInPlace(weight: w, eps: 1e-5) }
-            k.reluInPlace()
-            let v = attn1.toV.apply(h)
-            for seg in batchSegments(rows, tokens: n) {
-                let off = (seg.rows.lowerBound - rows.lowerBound) * c, m = seg.rows.count
-                k.data.withUnsafeBufferPointer { kp in
-                    v.data.withUnsafeBufferPointer { vp in
-                        kv.withUnsafeMutableBufferPointer { kvp in
-                            ksum.withUnsafeMutableBufferPointer { ksp in
-                                let (kb, vb) = (SendablePointer(kp.baseAddress! + off), SendablePointer(vp.baseAddress! + off))
-                                let (kvb, ksb) = (SendablePointer(kvp.baseAddress! + seg.batch * heads * d * d),
-                                                  SendablePointer(ksp.baseAddress! + seg.batch * c))
-                                forEachHeadInParallel(heads) { _, hs in
-                                    for hd in hs {
-                                        // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows c apart)
-                                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
-                                                    kb.value + hd * d, Int32(c), vb.value + hd * d, Int32(c), 1,
-                                                    kvb.value + hd * d * d, Int32(d))
-                                        // ksum[b, hd] += Σ_rows k_hd
-                                        for r in 0 ..< m { for j in hd * d ..< (hd + 1) * d { ksb.value[j] += kb.value[r * c + j] } }
-                                    }
-                                }
-                            }
-                        }
+        // Every buffer sized before any pointer is taken (growing one would move it).
+        let rowsMax = max(min(sliceRows, total), ffPlan.normedRows)
+        scratch.reserve([.queries: total * inner, .normed: rowsMax * c, .keys: sliceRows * inner,
+                         .values: sliceRows * inner, .attended: sliceRows * max(inner, cross.widthV),
+                         .crossQueries: sliceRows * cross.width, .projected: max(sliceRows, ffPlan.outRows) * c,
+                         .band: ffPlan.bandFloats, .gated: ffPlan.gatedFloats])
+        let (qAll, normed, keys, values) = (scratch[.queries], scratch[.normed], scratch[.keys], scratch[.values])
+        let (attended, projected) = (scratch[.attended], scratch[.projected])
+
+        let stats = KeyStatistics(batches: b, heads: heads, inner: inner)
+        x.data.withUnsafeMutableBufferPointer { xp in
+            let xb = xp.baseAddress!
+            // Pass A: q, k and v of every token from one quantization of h; relu(q) kept for pass B (perturbed
+            // elements keep to_v(h) there instead), the per-head key statistics summed over each batch's tokens.
+            for rows in slices {
+                let m = rows.count
+                modulatedNorm(xb, rows: rows, tokens: n, channels: c, shift: mod.shiftMSA, onePlusScale: mod.scaleMSA,
+                              weight: nil, bias: nil, into: normed)
+                let q = qAll + rows.lowerBound * inner
+                Linear.apply([attn1.toQ, attn1.toK, attn1.toV], normed, rows: m, into: [q, keys, values])
+                if let w = attn1.normK { rmsNorm(keys, rows: m, channels: inner, weight: w) }
+                reluInPlace(keys, m * inner)
+                for seg in batchSegments(rows, tokens: n) {
+                    let off = (seg.rows.lowerBound - rows.lowerBound) * inner, count = seg.rows.count * inner
+                    if identityAttention.contains(seg.batch) {
+                        (q + off).update(from: values + off, count: count)
+                        continue
+                    }
+                    if let w = attn1.normQ { rmsNorm(q + off, rows: seg.rows.count, channels: inner, weight: w) }
+                    reluInPlace(q + off, count)
+                    accumulateKeyStatistics(keys + off, values + off, rows: seg.rows.count, batch: seg.batch, into: stats)
+                }
+            }
+
+            // Pass B: x += gate·to_out(attention) and x += cross-attention, slice by slice.
+            for rows in slices {
+                let m = rows.count, xr = xb + rows.lowerBound * c
+                for seg in batchSegments(rows, tokens: n) {
+                    let off = (seg.rows.lowerBound - rows.lowerBound) * inner, q = qAll + seg.rows.lowerBound * inner
+                    if identityAttention.contains(seg.batch) {
+                        (attended + off).update(from: q, count: seg.rows.count * inner)  // to_v(h), from pass A
+                    } else {
+                        linearAttentionRows(q: q, rows: seg.rows.count, batch: seg.batch, stats: stats, into: attended + off)
+                    }
+                }
+                attn1.toOut.apply(attended, rows: m, into: projected)
+                addGated(xr, projected, gate: mod.gateMSA, firstRow: rows.lowerBound, rows: m, tokens: n, channels: c)
+                cross.attend(xr, rows: rows, tokens: n, queries: scratch[.crossQueries], attended: attended, into: projected)
+                addGated(xr, projected, gate: nil, firstRow: rows.lowerBound, rows: m, tokens: n, channels: c)
+            }
+
+            // Pass C: the feed-forward over bands of image rows, added in place.
+            feedForwardInBands(xb, batches: b, channels: c, plan: ffPlan, mod: mod, scratch: scratch)
+        }
+    }
+
+    /// dst [rows.count, C] = LN(x[rows]) (affine when weight/bias are given) · onePlusScale + shift, per batch
+    /// element (row r of [B·N, C] belongs to batch r / N; vectors [B·C]). Without norm affine the modulation is the
+    /// LayerNorm's own affine step (one pass).
+    func modulatedNorm(_ x: UnsafePointer<Float>, rows: Range<Int>, tokens n: Int, channels c: Int, shift: [Float],
+                       onePlusScale: [Float], weight: [Float]?, bias: [Float]?, into dst: UnsafeMutablePointer<Float>) {
+        sana_dit_copy(dst, x + rows.lowerBound * c, Int64(rows.count * c))
+        for seg in batchSegments(rows, tokens: n) {
+            let out = dst + (seg.rows.lowerBound - rows.lowerBound) * c, m = Int64(seg.rows.count), bc = seg.batch * c
+            shift.withUnsafeBufferPointer { sh in
+                onePlusScale.withUnsafeBufferPointer { sc in
+                    if weight == nil && bias == nil {
+                        sana_layer_norm(out, m, Int64(c), sc.baseAddress! + bc, sh.baseAddress! + bc, normEps)
+                        return
+                    }
+                    weight.withUnsafeBufferPointerOrNil { wp in
+                        bias.withUnsafeBufferPointerOrNil { bp in sana_layer_norm(out, m, Int64(c), wp, bp, normEps) }
+                    }
+                    for r in 0 ..< seg.rows.count {
+                        let o = out + r * c
+                        for j in 0 ..< c { o[j] = o[j] * sc[bc + j] + sh[bc + j] }
                     }
                 }
             }
         }
+    }
 
-        // The caption's keys and values for the cross-attention, once per block.
-        let cross = CrossAttentionKeys(attn2, caption: caption, bias: captionBias)
-
-        // Pass B: self-attention output and cross-attention, slice by slice, into y.
-        var y = Tensor(zeros: x.shape)
-        for rows in slices {
-            let h = x.modulatedNormRows(rows, tokens: n, shift: shiftMSA, scale: scaleMSA, eps: normEps)
-            var q = attn1.toQ.apply(h)
-            if let w = attn1.normQ { q.rmsNormInPlace(weight: w, eps: 1e-5) }
-            q.reluInPlace()
-            var att = Tensor(zeros: q.shape)
-            let segments = batchSegments(rows, tokens: n)
-            // PAG's identity attention: v = to_v(h) for the perturbed elements' rows (computed only if there are any).
-            let identityV = segments.contains { identityAttention.contains($0.batch) } ? attn1.toV.apply(h) : nil
-            for seg in segments {
-                if let identityV, identityAttention.contains(seg.batch) {
-                    let w = att.lastDim, lo = (seg.rows.lowerBound - rows.lowerBound) * w, hi = lo + seg.rows.count * w
-                    att.data.replaceSubrange(lo ..< hi, with: identityV.data[lo ..< hi])
-                    continue
-                }
-                linearAttentionRows(q: q, kv: kv, ksum: ksum, segment: seg, sliceStart: rows.lowerBound,
-                                    heads: heads, into: &att)
-            }
-            var slice = x.rowSlice(rows)
-            slice.addGatedInPlace(attn1.toOut.apply(att), gate: gateMSA, firstRow: rows.lowerBound, tokens: n)
-            slice.addInPlace(cross.attend(slice, rows: rows, tokens: n))
-            y.data.withUnsafeMutableBufferPointer { yp in
-                slice.data.withUnsafeBufferPointer { sp in
-                    (yp.baseAddress! + rows.lowerBound * c).update(from: sp.baseAddress!, count: sp.count)
+    /// stats.kv[batch, hd] [d, d] += relu(k)_hdᵀ · v_hd and stats.ksum[batch, hd] += Σ_rows relu(k)_hd over `rows`
+    /// rows of k and v ([rows, inner], head-major channels).
+    private func accumulateKeyStatistics(_ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, rows m: Int, batch: Int,
+                                         into stats: KeyStatistics) {
+        let (kb, vb, d, inner) = (SendablePointer(k), SendablePointer(v), stats.dim, stats.inner)
+        forEachHeadInParallel(stats.heads) { _, hs in
+            for hd in hs {
+                // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows inner apart)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
+                            kb.value + hd * d, Int32(inner), vb.value + hd * d, Int32(inner), 1, stats.kv(batch, hd), Int32(d))
+                // ksum[b, hd] += Σ_rows k_hd
+                let s = stats.ksum(batch, hd)
+                for r in 0 ..< m {
+                    let kr = kb.value + r * inner + hd * d
+                    for j in 0 ..< d { s[j] += kr[j] }
                 }
             }
         }
-
-        // Pass C: the feed-forward over bands of image rows.
-        return feedForwardInBands(y, height: height, width: width, shift: shiftMLP, scale: scaleMLP, gate: gateMLP,
-                                  bandTokens: sliceRows)
     }
 
-    /// Linear-attention output of the rows of one batch segment: att[r, hd·d ..< (hd+1)·d] =
+    /// Linear-attention output of `rows` query rows of batch `batch`: att[r, hd·d ..< (hd+1)·d] =
     /// relu(q)[r, hd]·kv[b, hd] / (relu(q)[r, hd]·ksum[b, hd] + eps) (eps 1e-15, as reluLinearAttention).
-    private func linearAttentionRows(q: Tensor, kv: [Float], ksum: [Float], segment seg: BatchSegment, sliceStart: Int,
-                                     heads: Int, into att: inout Tensor) {
-        let c = q.lastDim, d = c / heads, off = (seg.rows.lowerBound - sliceStart) * c, m = seg.rows.count
-        q.data.withUnsafeBufferPointer { qp in
-            kv.withUnsafeBufferPointer { kvp in
-                ksum.withUnsafeBufferPointer { ksp in
-                    att.data.withUnsafeMutableBufferPointer { ap in
-                        let (qb, ab) = (SendablePointer(qp.baseAddress! + off), SendablePointer(ap.baseAddress! + off))
-                        let (kvb, ksb) = (SendablePointer(kvp.baseAddress! + seg.batch * heads * d * d),
-                                          SendablePointer(ksp.baseAddress! + seg.batch * c))
-                        forEachHeadInParallel(heads) { _, hs in
-                            for hd in hs {
-                                // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
-                                            qb.value + hd * d, Int32(c), kvb.value + hd * d * d, Int32(d), 0,
-                                            ab.value + hd * d, Int32(c))
-                                for r in 0 ..< m {
-                                    let base = r * c + hd * d
-                                    var den: Float = 0
-                                    for j in 0 ..< d { den += qb.value[base + j] * ksb.value[hd * d + j] }
-                                    let inv = 1 / (den + 1e-15)
-                                    for e in 0 ..< d { ab.value[base + e] *= inv }
-                                }
-                            }
-                        }
-                    }
+    private func linearAttentionRows(q: UnsafePointer<Float>, rows m: Int, batch: Int, stats: KeyStatistics,
+                                     into att: UnsafeMutablePointer<Float>) {
+        let (qb, ab, d, inner) = (SendablePointer(q), SendablePointer(att), stats.dim, stats.inner)
+        forEachHeadInParallel(stats.heads) { _, hs in
+            for hd in hs {
+                // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
+                            qb.value + hd * d, Int32(inner), stats.kv(batch, hd), Int32(d), 0, ab.value + hd * d, Int32(inner))
+                let ks = stats.ksum(batch, hd)
+                for r in 0 ..< m {
+                    let qr = qb.value + r * inner + hd * d, ar = ab.value + r * inner + hd * d
+                    var den: Float = 0
+                    for j in 0 ..< d { den += qr[j] * ks[j] }
+                    let inv = 1 / (den + 1e-15)
+                    for e in 0 ..< d { ar[e] *= inv }
                 }
             }
         }
     }
 
-    /// out = y + gate ⊙ GLUMBConv(LN(y)·(1 + scale) + shift), computed over bands of image rows (see the header).
-    private func feedForwardInBands(_ y: Tensor, height: Int, width: Int, shift: [Float], scale: [Float],
-                                    gate: [Float], bandTokens: Int) -> Tensor {
-        let (b, c) = (y.shape[0], y.lastDim), n = height * width
-        let wide = ff.convInverted.outFeatures, hidden = wide / 2, rowFloats = width * wide
-        let bandRows = max(1, min(height, bandTokens / max(width, 1)))
-        var out = y
-        // t rows band.lowerBound − 1 ..< band.upperBound + 1 of the current batch: [bandRows + 2, W, wide]
-        var t = [Float](repeating: 0, count: (bandRows + 2) * rowFloats)
-        let depthwise = DepthwiseGLU(weight: ff.convDepthWeight, bias: ff.convDepthBias, channels: wide)
+    /// x += gate ⊙ GLUMBConv(LN(x)·(1 + scale) + shift), over bands of image rows, in place (see the header).
+    private func feedForwardInBands(_ x: UnsafeMutablePointer<Float>, batches b: Int, channels c: Int,
+                                    plan: FeedForwardBands, mod: BlockModulation, scratch: DiTBlockScratch) {
+        let (height, width, bandRows, rowFloats) = (plan.height, plan.width, plan.bandRows, plan.rowFloats)
+        let n = height * width
+        let (t, normed, gated, projected) = (scratch[.band], scratch[.normed], scratch[.gated], scratch[.projected])
+        let depthwise = DepthwiseGLU(weight: ff.convDepthWeight, bias: ff.convDepthBias, channels: plan.wide)
         for bi in 0 ..< b {
             var y0 = 0
             while y0 < height {
@@ -157,56 +188,140 @@ extension SanaTransformerBlock {
                 // last two slots; the first band has a zero row above the frame and computes row 0 itself.
                 let fresh: Range<Int>  // image rows computed now
                 if y0 == 0 {
-                    for i in 0 ..< rowFloats { t[i] = 0 }
+                    t.update(repeating: 0, count: rowFloats)
                     fresh = 0 ..< min(y1 + 1, height)
                 } else {
-                    let prev = bandRows  // the previous band was full: its slots bandRows, bandRows + 1 are rows y0 − 1, y0
-                    t.withUnsafeMutableBufferPointer { tp in
-                        tp.baseAddress!.update(from: tp.baseAddress! + prev * rowFloats, count: 2 * rowFloats)
-                    }
+                    // the previous band was full: its slots bandRows, bandRows + 1 are rows y0 − 1, y0
+                    t.update(from: t + bandRows * rowFloats, count: 2 * rowFloats)
                     fresh = min(y0 + 1, height) ..< min(y1 + 1, height)
                 }
                 if !fresh.isEmpty {
                     let first = bi * n + fresh.lowerBound * width, rows = first ..< first + fresh.count * width
-                    var h = y.modulatedNormRows(rows, tokens: n, shift: shift, scale: scale, eps: normEps,
-                                                weight: norm2Weight, bias: norm2Bias)
-                    h = ff.convInverted.apply(h)  // [fresh·W, wide]
-                    h.data.withUnsafeMutableBufferPointer { hp in
-                        let (base, count) = (SendablePointer(hp.baseAddress!), hp.count)
-                        forEachHeadInParallel(64) { _, parts in  // 64 equal parts of the elements
-                            let lo = parts.lowerBound * count / 64, hi = parts.upperBound * count / 64
-                            fastSiLUInPlace(base.value + lo, hi - lo)
-                        }
-                    }
-                    let slot = fresh.lowerBound - (y0 - 1)
-                    t.withUnsafeMutableBufferPointer { tp in
-                        h.data.withUnsafeBufferPointer { hp in
-                            (tp.baseAddress! + slot * rowFloats).update(from: hp.baseAddress!, count: hp.count)
-                        }
-                    }
+                    modulatedNorm(x, rows: rows, tokens: n, channels: c, shift: mod.shiftMLP, onePlusScale: mod.scaleMLP,
+                                  weight: norm2Weight, bias: norm2Bias, into: normed)
+                    // silu(conv_inverted(·)) straight into the band's slots: [fresh·W, wide]
+                    let slot = t + (fresh.lowerBound - (y0 - 1)) * rowFloats
+                    ff.convInverted.applySiLU(normed, rows: rows.count, into: slot)
                 }
                 if y1 == height {  // zero row below the frame
-                    t.withUnsafeMutableBufferPointer { tp in
-                        (tp.baseAddress! + (rowsHere + 1) * rowFloats).update(repeating: 0, count: rowFloats)
-                    }
+                    (t + (rowsHere + 1) * rowFloats).update(repeating: 0, count: rowFloats)
                 }
-                var gated = [Float](repeating: 0, count: rowsHere * width * hidden)  // [rowsHere·W, hidden]
-                depthwise.apply(t, rows: rowsHere, width: width, into: &gated)
-                let f = ff.convPoint.apply(Tensor(shape: [rowsHere * width, hidden], data: gated))  // [rowsHere·W, C]
+                depthwise.apply(t, rows: rowsHere, width: width, into: gated)  // [rowsHere·W, hidden]
+                ff.convPoint.apply(gated, rows: rowsHere * width, into: projected)  // [rowsHere·W, C]
                 let first = bi * n + y0 * width
-                out.data.withUnsafeMutableBufferPointer { op in
-                    f.data.withUnsafeBufferPointer { fp in
-                        for r in 0 ..< rowsHere * width {
-                            let o = (first + r) * c
-                            for j in 0 ..< c { op[o + j] += gate[bi * c + j] * fp[r * c + j] }
-                        }
-                    }
-                }
+                addGated(x + first * c, projected, gate: mod.gateMLP, firstRow: first, rows: rowsHere * width, tokens: n,
+                         channels: c)
                 y0 = y1
             }
         }
-        return out
     }
+}
+
+/// x[r] += gate[batch of row firstRow + r] ⊙ y[r] (gate nil: x[r] += y[r]) over `rows` rows of [B·N, C] (threaded C).
+func addGated(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, gate: [Float]?, firstRow: Int, rows: Int,
+              tokens n: Int, channels c: Int) {
+    gate.withUnsafeBufferPointerOrNil { g in sana_dit_add_gated(x, y, g, Int64(firstRow), Int64(rows), Int64(n), Int64(c)) }
+}
+
+/// relu in place over count values (threaded C).
+func reluInPlace(_ x: UnsafeMutablePointer<Float>, _ count: Int) {
+    sana_activate(x, Int64(count), Int32(SANA_ACT_RELU.rawValue))
+}
+
+/// RMSNorm (eps 1e-5, affine weight) of `rows` rows in place: the attention's qk-norm.
+func rmsNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, channels c: Int, weight: [Float]) {
+    weight.withUnsafeBufferPointer { sana_rms_norm(x, Int64(rows), Int64(c), $0.baseAddress, nil, 1e-5) }
+}
+
+/// A block's adaLN-single modulation as the streamed forward uses it, each [B·C] batch-major: shift, 1 + scale
+/// (the factor the norm multiplies by), gate, for the attention (MSA) and the feed-forward (MLP).
+struct BlockModulation {
+    let shiftMSA: [Float], scaleMSA: [Float], gateMSA: [Float]
+    let shiftMLP: [Float], scaleMLP: [Float], gateMLP: [Float]
+
+    /// parts: the six chunks shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
+    init(_ parts: [[Float]]) {
+        (shiftMSA, scaleMSA, gateMSA) = (parts[0], parts[1].map { 1 + $0 }, parts[2])
+        (shiftMLP, scaleMLP, gateMLP) = (parts[3], parts[4].map { 1 + $0 }, parts[5])
+    }
+}
+
+/// The linear attention's key statistics of one block, zeroed at creation: kv [B, heads, d, d] = Σ relu(k)ᵀ·v and
+/// ksum [B, heads, d] = Σ relu(k) over each batch element's tokens. Workers write disjoint heads.
+final class KeyStatistics: @unchecked Sendable {
+    let heads: Int, dim: Int, inner: Int
+    private let kvValues: UnsafeMutablePointer<Float>, ksumValues: UnsafeMutablePointer<Float>
+
+    init(batches: Int, heads: Int, inner: Int) {
+        (self.heads, dim, self.inner) = (heads, inner / heads, inner)
+        kvValues = .allocate(capacity: batches * heads * dim * dim)
+        kvValues.initialize(repeating: 0, count: batches * heads * dim * dim)
+        ksumValues = .allocate(capacity: batches * inner)
+        ksumValues.initialize(repeating: 0, count: batches * inner)
+    }
+
+    deinit {
+        kvValues.deallocate()
+        ksumValues.deallocate()
+    }
+
+    /// kv[batch, head]: [d, d]
+    func kv(_ batch: Int, _ head: Int) -> UnsafeMutablePointer<Float> { kvValues + (batch * heads + head) * dim * dim }
+    /// ksum[batch, head]: [d]
+    func ksum(_ batch: Int, _ head: Int) -> UnsafeMutablePointer<Float> { ksumValues + batch * inner + head * dim }
+}
+
+/// The feed-forward's band geometry: bands of `bandRows` image rows (about bandTokens tokens), each with one
+/// halo row above and below of silu(conv_inverted(·)) [wide channels].
+struct FeedForwardBands {
+    let height: Int, width: Int, bandRows: Int, wide: Int, hidden: Int
+    var rowFloats: Int { width * wide }
+    /// t [bandRows + 2, W, wide]
+    var bandFloats: Int { (bandRows + 2) * rowFloats }
+    /// gated [bandRows·W, hidden]
+    var gatedFloats: Int { bandRows * width * hidden }
+    /// Rows normed at once (the first band computes its rows and the halo below) and output rows per band.
+    var normedRows: Int { min(bandRows + 1, height) * width }
+    var outRows: Int { bandRows * width }
+
+    init(_ ff: GLUMBConv, height: Int, width: Int, bandTokens: Int) {
+        self.height = height
+        self.width = width
+        bandRows = max(1, min(height, bandTokens / max(width, 1)))
+        wide = ff.convInverted.outFeatures
+        hidden = wide / 2
+    }
+}
+
+/// The streamed block forward's working buffers, kept by the block runner (SanaTransformer2DModel's forward) for
+/// all of its blocks, so that no block allocates (and page-faults) its large temporaries anew: relu(q) of every
+/// token, the slices' normed input, k, v, attention and projection outputs, and the feed-forward band. Contents are
+/// uninitialized until written; buffers grow on demand and are freed with the scratch. Local to the DiT runner.
+final class DiTBlockScratch {
+    enum Buffer: Int, CaseIterable { case queries, normed, keys, values, attended, crossQueries, projected, band, gated }
+
+    private var pointers: [UnsafeMutablePointer<Float>?] = Array(repeating: nil, count: Buffer.allCases.count)
+    private var capacities = [Int](repeating: 0, count: Buffer.allCases.count)
+
+    init() {}
+
+    /// Grows every listed buffer to at least its count (a grown buffer's contents are dropped; pointers taken
+    /// before are invalid).
+    func reserve(_ sizes: [Buffer: Int]) {
+        for (buffer, count) in sizes where capacities[buffer.rawValue] < count {
+            pointers[buffer.rawValue]?.deallocate()
+            pointers[buffer.rawValue] = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            capacities[buffer.rawValue] = count
+        }
+    }
+
+    /// The buffer's memory (reserved beforehand).
+    subscript(_ buffer: Buffer) -> UnsafeMutablePointer<Float> {
+        guard let p = pointers[buffer.rawValue] else { preconditionFailure("DiTBlockScratch: \(buffer) not reserved") }
+        return p
+    }
+
+    deinit { for p in pointers { p?.deallocate() } }
 }
 
 /// Rows lo ..< hi of the flattened [B·N, C] activations that belong to batch `batch`.
@@ -227,9 +342,11 @@ func batchSegments(_ rows: Range<Int>, tokens n: Int) -> [BatchSegment] {
 }
 
 /// The cross-attention's caption side (to_k, to_v and norm_k of the caption), computed once per block, and the
-/// attention of query rows against it. Keys masked by the caption bias are dropped: with the reference's additive
-/// (1 − mask)·(−10000) their softmax weight is exp(−10000 + Δ) = exactly 0 in float32 for any score spread Δ below
-/// ~9900, so skipping them changes nothing (a batch whose keys are all masked keeps them all: uniform weights).
+/// attention of query rows against it. Keys masked by the caption bias are dropped before their projections: with
+/// the reference's additive (1 − mask)·(−10000) their softmax weight is exp(−10000 + Δ) = exactly 0 in float32 for
+/// any score spread Δ below ~9900, so skipping them changes nothing (a batch whose keys are all masked keeps them
+/// all: uniform weights). The projections run per row (activation quantization included), so projecting only the
+/// kept rows gives those rows' values exactly.
 struct CrossAttentionKeys {
     let attention: SanaAttention
     /// Per batch: the kept keys' rows [L_b, heads·d], values [L_b, heads·dV] and their biases [L_b].
@@ -238,63 +355,71 @@ struct CrossAttentionKeys {
 
     init(_ a: SanaAttention, caption: Tensor, bias: Tensor?) {
         attention = a
-        var k = a.toK.apply(caption)  // [B, L, heads·d]
-        if let w = a.normK { k.rmsNormInPlace(weight: w, eps: 1e-5) }
-        let v = a.toV.apply(caption)
-        let (b, l) = (caption.shape[0], caption.shape[1])
-        width = k.lastDim
-        widthV = v.lastDim
-        var keys: [[Float]] = [], values: [[Float]] = [], biases: [[Float]] = []
+        let (b, l, cin) = (caption.shape[0], caption.shape[1], caption.lastDim)
+        let (width, widthV) = (a.toK.outFeatures, a.toV.outFeatures)
+        (self.width, self.widthV) = (width, widthV)
+        var kept: [[Int]] = [], biases: [[Float]] = []
         for bi in 0 ..< b {
             let row = (0 ..< l).map { bias?.data[bi * l + $0] ?? 0 }
             let top = row.max() ?? 0
-            let kept = (0 ..< l).filter { row[$0] > top - 1000 }  // see the type's comment
-            var kb: [Float] = [], vb: [Float] = []
-            for j in kept {
-                let t = bi * l + j  // caption token j of batch bi
-                kb += k.data[t * width ..< (t + 1) * width]
-                vb += v.data[t * widthV ..< (t + 1) * widthV]
+            kept.append((0 ..< l).filter { row[$0] > top - 1000 })  // see the type's comment
+            biases.append(kept[bi].map { row[$0] })
+        }
+        // The kept caption rows of every batch, one after the other: [Σ L_b, cin]
+        var rows = [Float]()
+        rows.reserveCapacity(kept.reduce(0) { $0 + $1.count } * cin)
+        for bi in 0 ..< b { for j in kept[bi] { rows += caption.data[(bi * l + j) * cin ..< (bi * l + j + 1) * cin] } }
+        let total = rows.count / max(cin, 1)
+        var k = [Float](repeating: 0, count: total * width), v = [Float](repeating: 0, count: total * widthV)
+        rows.withUnsafeBufferPointer { xp in
+            k.withUnsafeMutableBufferPointer { kp in
+                v.withUnsafeMutableBufferPointer { vp in
+                    Linear.apply([a.toK, a.toV], xp.baseAddress!, rows: total, into: [kp.baseAddress!, vp.baseAddress!])
+                    if let w = a.normK { rmsNorm(kp.baseAddress!, rows: total, channels: width, weight: w) }
+                }
             }
-            keys.append(kb)
-            values.append(vb)
-            biases.append(kept.map { row[$0] })
+        }
+        var keys: [[Float]] = [], values: [[Float]] = [], first = 0
+        for bi in 0 ..< b {
+            let end = first + kept[bi].count
+            keys.append(Array(k[first * width ..< end * width]))
+            values.append(Array(v[first * widthV ..< end * widthV]))
+            first = end
         }
         (self.keys, self.values, self.biases) = (keys, values, biases)
     }
 
-    /// to_out(softmax(to_q(x)·kᵀ/√d + bias)·v) for query rows `rows` of [B·N, C] (x holds just those rows).
-    func attend(_ x: Tensor, rows: Range<Int>, tokens n: Int) -> Tensor {
-        var q = attention.toQ.apply(x)
-        if let w = attention.normQ { q.rmsNormInPlace(weight: w, eps: 1e-5) }
+    /// to_out(softmax(to_q(x)·kᵀ/√d + bias)·v) for query rows `rows` of [B·N, C], x pointing at the first of them,
+    /// into out [rows, C]; `queries` [rows, heads·d] and `attended` [rows, heads·dV] are working buffers.
+    func attend(_ x: UnsafePointer<Float>, rows: Range<Int>, tokens n: Int, queries: UnsafeMutablePointer<Float>,
+                attended: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        attention.toQ.apply(x, rows: rows.count, into: queries)
+        if let w = attention.normQ { rmsNorm(queries, rows: rows.count, channels: width, weight: w) }
         let heads = attention.heads, d = width / heads, dv = widthV / heads
         let scale = 1 / Float(d).squareRoot()
-        var att = Tensor(zeros: [x.rows, widthV])
         for seg in batchSegments(rows, tokens: n) {
             let keys = keys[seg.batch], values = values[seg.batch], bias = biases[seg.batch]
             let lk = bias.count, m = seg.rows.count, off = seg.rows.lowerBound - rows.lowerBound
             let workers = max(1, Int(sana_get_threads()))
             var scores = [Float](repeating: 0, count: workers * m * lk)  // per worker: one head's [m, L_b]
-            q.data.withUnsafeBufferPointer { qp in
-                keys.withUnsafeBufferPointer { kp in
-                    values.withUnsafeBufferPointer { vp in
-                        att.data.withUnsafeMutableBufferPointer { ap in
-                            scores.withUnsafeMutableBufferPointer { sp in
-                                let (qb, kb, vb) = (SendablePointer(qp.baseAddress! + off * width), SendablePointer(kp.baseAddress!),
-                                                    SendablePointer(vp.baseAddress!))
-                                let (ab, sb) = (SendablePointer(ap.baseAddress! + off * widthV), SendablePointer(sp.baseAddress!))
-                                let (width, widthV) = (self.width, self.widthV)
-                                forEachHeadInParallel(heads) { worker, hs in
-                                    let s = sb.value + worker * m * lk
-                                    for hd in hs {
-                                        // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
-                                                    qb.value + hd * d, Int32(width), kb.value + hd * d, Int32(width), 0, s, Int32(lk))
-                                        for r in 0 ..< m { for j in 0 ..< lk { s[r * lk + j] += bias[j] } }
-                                        for r in 0 ..< m { softmaxInPlace(s + r * lk, lk) }
-                                        // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
-                                                    s, Int32(lk), vb.value + hd * dv, Int32(widthV), 0, ab.value + hd * dv, Int32(widthV))
-                                    }
+            keys.withUnsafeBufferPointer { kp in
+                values.withUnsafeBufferPointer { vp in
+                    bias.withUnsafeBufferPointer { bp in
+                        scores.withUnsafeMutableBufferPointer { sp in
+                            let (qb, kb, vb, bb) = (SendablePointer(queries + off * width), SendablePointer(kp.baseAddress!),
+                                                    SendablePointer(vp.baseAddress!), SendablePointer(bp.baseAddress!))
+                            let (ab, sb) = (SendablePointer(attended + off * widthV), SendablePointer(sp.baseAddress!))
+                            let (width, widthV) = (self.width, self.widthV)
+                            forEachHeadInParallel(heads) { worker, hs in
+                                let s = sb.value + worker * m * lk
+                                for hd in hs {
+                                    // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(lk), Int32(d), scale,
+                                                qb.value + hd * d, Int32(width), kb.value + hd * d, Int32(width), 0, s, Int32(lk))
+                                    sana_dit_softmax_bias(s, Int64(m), Int64(lk), bb.value)  // + mask bias, softmax per row
+                                    // att_hd [m, dv] = p [m, L_b] · v_hd [L_b, dv]
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(dv), Int32(lk), 1,
+                                                s, Int32(lk), vb.value + hd * dv, Int32(widthV), 0, ab.value + hd * dv, Int32(widthV))
                                 }
                             }
                         }
@@ -302,7 +427,7 @@ struct CrossAttentionKeys {
                 }
             }
         }
-        return attention.toOut.apply(att)
+        attention.toOut.apply(attended, rows: rows.count, into: out)
     }
 }
 
@@ -322,87 +447,10 @@ struct DepthwiseGLU {
         self.channels = channels
     }
 
-    func apply(_ t: [Float], rows: Int, width: Int, into gated: inout [Float]) {
-        let wide = channels, hidden = wide / 2
-        let positions = rows * width
-        let workers = max(1, min(Int(sana_get_threads()), positions))
-        t.withUnsafeBufferPointer { tp in
-            taps.withUnsafeBufferPointer { wp in
-                bias.withUnsafeBufferPointer { bp in
-                    gated.withUnsafeMutableBufferPointer { gp in
-                        let ptrs = BandPointers(t: tp.baseAddress!, w: wp.baseAddress!, b: bp.baseAddress!, g: gp.baseAddress!)
-                        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                            let (tb, wb, bb, gb) = (ptrs.t, ptrs.w, ptrs.b, ptrs.g)
-                            var acc = [Float](repeating: 0, count: wide)
-                            acc.withUnsafeMutableBufferPointer { accp in
-                                let a = accp.baseAddress!
-                                for p in (worker * positions / workers) ..< ((worker + 1) * positions / workers) {
-                                    let oy = p / width, ox = p % width  // output row oy is t slot oy + 1
-                                    a.update(from: bb, count: wide)
-                                    for ky in 0 ..< 3 {
-                                        for kx in 0 ..< 3 {
-                                            let ix = ox + kx - 1
-                                            guard ix >= 0 && ix < width else { continue }
-                                            let src = tb + ((oy + ky) * width + ix) * wide, w = wb + (ky * 3 + kx) * wide
-                                            for ch in 0 ..< wide { a[ch] += src[ch] * w[ch] }
-                                        }
-                                    }
-                                    fastSiLUInPlace(a + hidden, hidden)
-                                    let g = gb + p * hidden
-                                    for j in 0 ..< hidden { g[j] = a[j] * a[hidden + j] }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The band's buffers, shared read-only (t, w, b) or written at disjoint positions (g) by the workers.
-private struct BandPointers: @unchecked Sendable {
-    let t: UnsafePointer<Float>, w: UnsafePointer<Float>, b: UnsafePointer<Float>
-    let g: UnsafeMutablePointer<Float>
-}
-
-extension Tensor {
-    /// Rows `rows` of the [B·N, C] view, layer-normed (affine when weight/bias are given) and modulated with
-    /// batch-major shift/scale [B·C] (row r belongs to batch r / N): LN(x)·(1 + scale) + shift, as
-    /// `layerNorm(...).modulated(...)`.
-    func modulatedNormRows(_ rows: Range<Int>, tokens n: Int, shift: [Float], scale: [Float], eps: Float,
-                           weight: [Float]? = nil, bias: [Float]? = nil) -> Tensor {
-        var h = rowSlice(rows).layerNorm(weight: weight, bias: bias, eps: eps)
-        let c = lastDim
-        h.data.withUnsafeMutableBufferPointer { o in
-            for r in 0 ..< rows.count {
-                let bc = (rows.lowerBound + r) / n * c, row = r * c
-                for j in 0 ..< c { o[row + j] = o[row + j] * (1 + scale[bc + j]) + shift[bc + j] }
-            }
-        }
-        return h
-    }
-
-    /// Rows `rows` of the [rows, C] view as a [rows.count, C] tensor.
-    func rowSlice(_ rows: Range<Int>) -> Tensor {
-        let c = lastDim
-        return Tensor(shape: [rows.count, c], data: Array(data[rows.lowerBound * c ..< rows.upperBound * c]))
-    }
-
-    mutating func reluInPlace() {
-        data.withUnsafeMutableBufferPointer { p in for i in 0 ..< p.count { p[i] = max(p[i], 0) } }
-    }
-
-    /// self[r] += gate[batch of row firstRow + r] ⊙ y[r] for a slice of the [B·N, C] rows (N tokens per batch).
-    mutating func addGatedInPlace(_ y: Tensor, gate: [Float], firstRow: Int, tokens n: Int) {
-        precondition(count == y.count, "addGatedInPlace: \(shape) and \(y.shape)")
-        let c = lastDim, rows = self.rows
-        data.withUnsafeMutableBufferPointer { o in
-            y.data.withUnsafeBufferPointer { q in
-                for r in 0 ..< rows {
-                    let bc = (firstRow + r) / n * c
-                    for j in 0 ..< c { o[r * c + j] += gate[bc + j] * q[r * c + j] }
-                }
+    func apply(_ t: UnsafePointer<Float>, rows: Int, width: Int, into gated: UnsafeMutablePointer<Float>) {
+        taps.withUnsafeBufferPointer { wp in
+            bias.withUnsafeBufferPointer { bp in
+                sana_dit_depthwise_glu(t, Int64(rows), Int64(width), Int64(channels), wp.baseAddress, bp.baseAddress, gated)
             }
         }
     }

@@ -47,6 +47,15 @@ public struct SanaTransformerBlock: Sendable {
     /// the self-attention as the identity (perturbed-attention guidance, PerturbedAttention.swift).
     public func callAsFunction(_ x: Tensor, timestepModulation: Tensor, caption: Tensor, captionBias: Tensor?,
                                height: Int, width: Int, identityAttention: Range<Int> = 0 ..< 0) -> Tensor {
+        var out = x
+        forward(&out, timestepModulation: timestepModulation, caption: caption, captionBias: captionBias, height: height,
+                width: width, identityAttention: identityAttention, scratch: DiTBlockScratch())
+        return out
+    }
+
+    /// The block's forward on x in place, with working buffers from `scratch` (kept by the block runner).
+    func forward(_ x: inout Tensor, timestepModulation: Tensor, caption: Tensor, captionBias: Tensor?, height: Int,
+                 width: Int, identityAttention: Range<Int>, scratch: DiTBlockScratch) {
         let b = x.shape[0], c = x.lastDim
         // (table[None] [1, 6, C] + modulation.reshape(B, 6, C)).chunk(6, dim=1): part k of batch bi is
         // table[k] + modulation[bi, k·C ..< (k+1)·C].
@@ -59,7 +68,7 @@ public struct SanaTransformerBlock: Sendable {
         //   out = x + gate_msa · attn1(LN(x)·(1 + scale_msa) + shift_msa)
         //   out = out + attn2(out, caption)   (the reference applies no norm before attn2)
         //   out = out + gate_mlp · ff(LN(out)·(1 + scale_mlp) + shift_mlp)   (ff on the H'×W' grid)
-        return streamedForward(x, modulation: (0 ..< 6).map(part), caption: caption, captionBias: captionBias,
-                               height: height, width: width, identityAttention: identityAttention)
+        streamedForward(&x, modulation: (0 ..< 6).map(part), caption: caption, captionBias: captionBias,
+                        height: height, width: width, identityAttention: identityAttention, scratch: scratch)
     }
 }

@@ -1,0 +1,289 @@
+// The Linear DiT feed-forward's elementwise work (SanaTransformerBlock+Streamed.swift, diffusers GLUMBConv):
+// SiLU over conv_inverted's output, and the depthwise 3×3 convolution fused with the GLU gate. Both run on every
+// one of the 2·hidden-wide activations of every block, so they get AVX-512 versions (the package builds without
+// -march: the portable versions run on SSE2) chosen by the one dispatch point, sana_kernels(): the AVX-512 families
+// use them, everything else (AVX2, NEON, the forced reference) the portable code, same formulas.
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include "x86_avx512_math.h"
+#endif
+
+/// Channels per step of the depthwise + GLU (one 16-lane register per half).
+#define DW_BLOCK 16
+/// Elements per work item of SiLU, the copies and the gated adds.
+#define SILU_CHUNK 4096
+#define COPY_CHUNK 16384
+
+// ---- Portable versions ----
+
+typedef struct {
+    float *x;
+    int64_t count;
+} silu_job;
+
+static void silu_generic(void *ctx, int64_t c0, int64_t c1) {
+    const silu_job *j = (const silu_job *)ctx;
+    const int64_t i1 = c1 * SILU_CHUNK < j->count ? c1 * SILU_CHUNK : j->count;
+    for (int64_t i = c0 * SILU_CHUNK; i < i1; i++) j->x[i] = j->x[i] / (1.0f + exp_vec(-j->x[i]));
+}
+
+typedef struct {
+    const float *t, *taps, *bias;
+    float *gated;
+    int64_t rows, width, wide, hidden;
+} dw_job;
+
+/// The taps of output position p (oy·width + ox) that fall inside the frame: source pixel rows of t (output row oy
+/// reads t rows oy .. oy + 2) and tap weights [wide]; returns how many (6 at the left and right edges, else 9).
+static int dw_taps(const dw_job *d, int64_t p, const float **src, const float **w) {
+    const int64_t oy = p / d->width, ox = p % d->width;
+    int taps = 0;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const int64_t ix = ox + kx - 1;
+            if (ix < 0 || ix >= d->width) continue;
+            src[taps] = d->t + ((oy + ky) * d->width + ix) * d->wide;
+            w[taps++] = d->taps + (ky * 3 + kx) * d->wide;
+        }
+    return taps;
+}
+
+/// One output position's channels, given its in-frame taps: out [hidden].
+typedef void (*dw_position_fn)(const dw_job *d, const float *const *src, const float *const *w, int taps, float *out);
+/// DW_GROUP neighbouring interior positions of one row (oy, ox0 .. ox0 + DW_GROUP − 1, all taps in the frame), which
+/// share their tap weights and most source pixels; NULL: one position at a time.
+typedef void (*dw_group_fn)(const dw_job *d, int64_t oy, int64_t ox0);
+#define DW_GROUP 4
+
+/// Positions [p0, p1) of the band (index oy·width + ox), all channels each, by `group` where DW_GROUP interior
+/// positions of one row fit, else by `position`: the source pixels' channels and the taps stream through in
+/// channel order (sequential reads; neighbouring positions find most of their pixels in cache).
+static void dw_positions(const dw_job *d, int64_t p0, int64_t p1, dw_position_fn position, dw_group_fn group) {
+    for (int64_t p = p0; p < p1;) {
+        const int64_t oy = p / d->width, ox = p % d->width;
+        if (group && ox >= 1 && ox + DW_GROUP <= d->width - 1 && p + DW_GROUP <= p1) {
+            group(d, oy, ox);
+            p += DW_GROUP;
+            continue;
+        }
+        const float *src[9], *w[9];
+        const int taps = dw_taps(d, p, src, w);
+        position(d, src, w, taps, d->gated + p * d->hidden);
+        p++;
+    }
+}
+
+/// Portable: 16 channels at a time in local arrays (vectorized by the compiler for the baseline ISA).
+static void dw_position_generic(const dw_job *d, const float *const *src, const float *const *w, int taps, float *out) {
+    const int64_t hidden = d->hidden;
+    for (int64_t j0 = 0; j0 < hidden; j0 += DW_BLOCK) {
+        const int64_t nj = hidden - j0 < DW_BLOCK ? hidden - j0 : DW_BLOCK;
+        float a[DW_BLOCK], g[DW_BLOCK];
+        for (int64_t l = 0; l < nj; l++) {
+            a[l] = d->bias[j0 + l];
+            g[l] = d->bias[hidden + j0 + l];
+        }
+        for (int k = 0; k < taps; k++)
+            for (int64_t l = 0; l < nj; l++) {
+                a[l] += src[k][j0 + l] * w[k][j0 + l];
+                g[l] += src[k][hidden + j0 + l] * w[k][hidden + j0 + l];
+            }
+        for (int64_t l = 0; l < nj; l++) out[j0 + l] = a[l] * (g[l] / (1.0f + exp_vec(-g[l])));
+    }
+}
+
+static void dw_glu_generic(void *ctx, int64_t p0, int64_t p1) {
+    dw_positions((const dw_job *)ctx, p0, p1, dw_position_generic, NULL);
+}
+
+/// One row of the cross-attention's scores: x = softmax(x + bias) over c values.
+static void softmax_bias_generic(float *x, int64_t c, const float *bias) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int64_t j = 0; j < c; j++) {
+        x[j] += bias[j];
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    for (int64_t j = 0; j < c; j++) {
+        x[j] = exp_vec(x[j] - mx);
+        sum += x[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < c; j++) x[j] *= inv;
+}
+
+// ---- AVX-512 ----
+
+#if defined(__x86_64__) || defined(_M_X64)
+T512F static void silu_avx512(void *ctx, int64_t c0, int64_t c1) {
+    const silu_job *j = (const silu_job *)ctx;
+    const int64_t i1 = c1 * SILU_CHUNK < j->count ? c1 * SILU_CHUNK : j->count;
+    for (int64_t i = c0 * SILU_CHUNK; i < i1; i += 16) {
+        const __mmask16 mk = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1);
+        _mm512_mask_storeu_ps(j->x + i, mk, silu512(_mm512_maskz_loadu_ps(mk, j->x + i)));
+    }
+}
+
+/// As dw_position_generic, 16 channels per register, the last block masked.
+T512F static void dw_position_avx512(const dw_job *d, const float *const *src, const float *const *w, int taps,
+                                     float *out) {
+    const int64_t hidden = d->hidden;
+    for (int64_t j0 = 0; j0 < hidden; j0 += DW_BLOCK) {
+        const __mmask16 mk = hidden - j0 >= DW_BLOCK ? (__mmask16)0xffff : (__mmask16)((1u << (hidden - j0)) - 1);
+        __m512 a = _mm512_maskz_loadu_ps(mk, d->bias + j0), g = _mm512_maskz_loadu_ps(mk, d->bias + hidden + j0);
+        for (int k = 0; k < taps; k++) {
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, src[k] + j0), _mm512_maskz_loadu_ps(mk, w[k] + j0), a);
+            g = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, src[k] + hidden + j0), _mm512_maskz_loadu_ps(mk, w[k] + hidden + j0),
+                                g);
+        }
+        _mm512_mask_storeu_ps(out + j0, mk, _mm512_mul_ps(a, silu512(g)));
+    }
+}
+
+/// DW_GROUP interior positions at once: per 16 channels and per tap row, six source pixels and three tap vectors
+/// are loaded once and feed 4 × 3 multiply-adds (one position alone loads a pixel and a tap per multiply-add).
+T512F static void dw_group_avx512(const dw_job *d, int64_t oy, int64_t ox0) {
+    const int64_t hidden = d->hidden, wide = d->wide, width = d->width;
+    float *out = d->gated + (oy * width + ox0) * hidden;
+    for (int64_t j0 = 0; j0 < hidden; j0 += DW_BLOCK) {
+        const __mmask16 mk = hidden - j0 >= DW_BLOCK ? (__mmask16)0xffff : (__mmask16)((1u << (hidden - j0)) - 1);
+        __m512 acc[2][DW_GROUP];  // [value, gate half][position]
+        for (int h = 0; h < 2; h++) {
+            const __m512 b = _mm512_maskz_loadu_ps(mk, d->bias + h * hidden + j0);
+            for (int q = 0; q < DW_GROUP; q++) acc[h][q] = b;
+        }
+        for (int ky = 0; ky < 3; ky++) {
+            // source pixels ox0 − 1 .. ox0 + DW_GROUP of t row oy + ky
+            const float *row = d->t + ((oy + ky) * width + ox0 - 1) * wide + j0;
+            for (int h = 0; h < 2; h++) {
+                __m512 px[DW_GROUP + 2], w[3];
+                for (int c = 0; c < DW_GROUP + 2; c++) px[c] = _mm512_maskz_loadu_ps(mk, row + c * wide + h * hidden);
+                for (int kx = 0; kx < 3; kx++) w[kx] = _mm512_maskz_loadu_ps(mk, d->taps + (ky * 3 + kx) * wide + h * hidden + j0);
+                for (int q = 0; q < DW_GROUP; q++)
+                    for (int kx = 0; kx < 3; kx++) acc[h][q] = _mm512_fmadd_ps(px[q + kx], w[kx], acc[h][q]);
+            }
+        }
+        for (int q = 0; q < DW_GROUP; q++)
+            _mm512_mask_storeu_ps(out + q * hidden + j0, mk, _mm512_mul_ps(acc[0][q], silu512(acc[1][q])));
+    }
+}
+
+static void dw_glu_avx512(void *ctx, int64_t p0, int64_t p1) {
+    dw_positions((const dw_job *)ctx, p0, p1, dw_position_avx512, dw_group_avx512);
+}
+
+/// As softmax_bias_generic, 16 lanes at a time (the row lives in registers' worth of L1).
+T512F static void softmax_bias_avx512(float *x, int64_t c, const float *bias) {
+    __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < c; j += 16) {
+        const __mmask16 mk = c - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - j)) - 1);
+        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, x + j), _mm512_maskz_loadu_ps(mk, bias + j));
+        _mm512_mask_storeu_ps(x + j, mk, v);
+        mx = _mm512_mask_max_ps(mx, mk, mx, v);
+    }
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    for (int64_t j = 0; j < c; j += 16) {
+        const __mmask16 mk = c - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - j)) - 1);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + j), m));
+        _mm512_mask_storeu_ps(x + j, mk, e);
+        sum = _mm512_mask_add_ps(sum, mk, sum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int64_t j = 0; j < c; j += 16) {
+        const __mmask16 mk = c - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - j)) - 1);
+        _mm512_mask_storeu_ps(x + j, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + j), inv));
+    }
+}
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64)
+/// 1 when the AVX-512 versions apply: the dispatcher chose an AVX-512 family (not forced to the reference).
+static int use_avx512(void) {
+    const sana_kernel_set *ks = sana_kernels();
+    return ks == &sana_kernels_avx512 || ks == &sana_kernels_avx512_bf16;
+}
+#endif
+
+void sana_dit_silu(float *x, int64_t count) {
+    if (count <= 0) return;
+    silu_job j = {x, count};
+    const int64_t chunks = (count + SILU_CHUNK - 1) / SILU_CHUNK;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (use_avx512()) {
+        sana_parallel_for(chunks, silu_avx512, &j);
+        return;
+    }
+#endif
+    sana_parallel_for(chunks, silu_generic, &j);
+}
+
+void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t wide, const float *taps,
+                            const float *bias, float *gated) {
+    if (rows <= 0 || width <= 0 || wide < 2 || wide % 2 != 0) return;
+    dw_job d = {t, taps, bias, gated, rows, width, wide, wide / 2};
+#if defined(__x86_64__) || defined(_M_X64)
+    if (use_avx512()) {
+        sana_parallel_for(rows * width, dw_glu_avx512, &d);
+        return;
+    }
+#endif
+    sana_parallel_for(rows * width, dw_glu_generic, &d);
+}
+
+// ---- Residual-stream bookkeeping, threaded so it does not leave a core idle between the products ----
+
+typedef struct {
+    float *x;
+    const float *y, *gate;
+    int64_t row0, n, c;
+} gated_job;
+
+static void add_gated_rows(void *ctx, int64_t r0, int64_t r1) {
+    const gated_job *j = (const gated_job *)ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        float *x = j->x + r * j->c;
+        const float *y = j->y + r * j->c;
+        if (!j->gate) {
+            for (int64_t i = 0; i < j->c; i++) x[i] += y[i];
+            continue;
+        }
+        const float *g = j->gate + (j->row0 + r) / j->n * j->c;
+        for (int64_t i = 0; i < j->c; i++) x[i] += g[i] * y[i];
+    }
+}
+
+void sana_dit_add_gated(float *x, const float *y, const float *gate, int64_t row0, int64_t rows, int64_t n, int64_t c) {
+    if (rows <= 0 || c <= 0 || n <= 0) return;
+    gated_job j = {x, y, gate, row0, n, c};
+    sana_parallel_for(rows, add_gated_rows, &j);
+}
+
+typedef struct {
+    float *dst;
+    const float *src;
+    int64_t count;
+} copy_job;
+
+static void copy_chunks(void *ctx, int64_t c0, int64_t c1) {
+    const copy_job *j = (const copy_job *)ctx;
+    const int64_t i0 = c0 * COPY_CHUNK, i1 = c1 * COPY_CHUNK < j->count ? c1 * COPY_CHUNK : j->count;
+    memcpy(j->dst + i0, j->src + i0, (size_t)(i1 - i0) * 4);
+}
+
+void sana_dit_copy(float *dst, const float *src, int64_t count) {
+    if (count <= 0) return;
+    copy_job j = {dst, src, count};
+    sana_parallel_for((count + COPY_CHUNK - 1) / COPY_CHUNK, copy_chunks, &j);
+}
+
+void sana_dit_softmax_bias(float *x, int64_t rows, int64_t c, const float *bias) {
+    if (rows <= 0 || c <= 0) return;
+    void (*row)(float *, int64_t, const float *) = softmax_bias_generic;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (use_avx512()) row = softmax_bias_avx512;
+#endif
+    for (int64_t r = 0; r < rows; r++) row(x + r * c, c, bias);
+}
