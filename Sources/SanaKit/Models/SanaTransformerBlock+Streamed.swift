@@ -50,10 +50,10 @@ extension SanaTransformerBlock {
         let ffPlan = FeedForwardBands(ff, height: height, width: width, bandTokens: sliceRows)
 
         // Every buffer sized before any pointer is taken (growing one would move it).
-        let rowsMax = max(min(sliceRows, total), ffPlan.normedRows)
-        scratch.reserve([.queries: total * inner, .normed: rowsMax * c, .keys: sliceRows * inner,
-                         .values: sliceRows * inner, .attended: sliceRows * max(inner, cross.widthV),
-                         .crossQueries: sliceRows * cross.width, .projected: max(sliceRows, ffPlan.outRows) * c,
+        let slice = min(sliceRows, total)  // rows of the largest slice
+        scratch.reserve([.queries: total * inner, .normed: max(slice, ffPlan.normedRows) * c, .keys: slice * inner,
+                         .values: slice * inner, .attended: slice * max(inner, cross.widthV),
+                         .crossQueries: slice * cross.width, .projected: max(slice, ffPlan.outRows) * c,
                          .band: ffPlan.bandFloats, .gated: ffPlan.gatedFloats])
         let (qAll, normed, keys, values) = (scratch[.queries], scratch[.normed], scratch[.keys], scratch[.values])
         let (attended, projected) = (scratch[.attended], scratch[.projected])
