@@ -17,8 +17,12 @@ public final class ZstdCompressor {
 
     deinit { ZSTD_freeCCtx(ctx) }
 
-    /// One zstd frame holding `src`.
-    public func compress(_ src: UnsafeRawBufferPointer) -> [UInt8] {
+    /// One zstd frame holding `src`. `rawLiterals` stores the literals uncompressed (no Huffman stage): the frame is
+    /// larger but decompresses at memory-copy speed. Still a standard frame; any zstd reader takes it.
+    public func compress(_ src: UnsafeRawBufferPointer, rawLiterals: Bool = false) -> [UInt8] {
+        // ZSTD_c_literalCompressionMode (experimental parameter 5): ZSTD_ps_auto 0, ZSTD_ps_disable 2. The system
+        // header hides the names behind ZSTD_STATIC_LINKING_ONLY; the numbers are stable in libzstd ≥ 1.5.
+        ZSTD_CCtx_setParameter(ctx, ZSTD_cParameter(rawValue: 1002), rawLiterals ? 2 : 0)
         let cap = ZSTD_compressBound(src.count)
         var out = [UInt8](repeating: 0, count: cap)
         let n = out.withUnsafeMutableBytes { dst in
