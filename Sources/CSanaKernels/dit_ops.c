@@ -18,18 +18,12 @@
 #define SILU_CHUNK 4096
 #define COPY_CHUNK 16384
 
-// ---- Portable versions ----
+// ---- Portable versions (SiLU's is sana_activate's, ops.c) ----
 
 typedef struct {
     float *x;
     int64_t count;
 } silu_job;
-
-static void silu_generic(void *ctx, int64_t c0, int64_t c1) {
-    const silu_job *j = (const silu_job *)ctx;
-    const int64_t i1 = c1 * SILU_CHUNK < j->count ? c1 * SILU_CHUNK : j->count;
-    for (int64_t i = c0 * SILU_CHUNK; i < i1; i++) j->x[i] = j->x[i] / (1.0f + exp_vec(-j->x[i]));
-}
 
 typedef struct {
     const float *t, *taps, *bias;
@@ -209,15 +203,14 @@ static int use_avx512(void) {
 
 void sana_dit_silu(float *x, int64_t count) {
     if (count <= 0) return;
-    silu_job j = {x, count};
-    const int64_t chunks = (count + SILU_CHUNK - 1) / SILU_CHUNK;
 #if defined(__x86_64__) || defined(_M_X64)
     if (use_avx512()) {
-        sana_parallel_for(chunks, silu_avx512, &j);
+        silu_job j = {x, count};
+        sana_parallel_for((count + SILU_CHUNK - 1) / SILU_CHUNK, silu_avx512, &j);
         return;
     }
 #endif
-    sana_parallel_for(chunks, silu_generic, &j);
+    sana_activate(x, count, SANA_ACT_SILU);  // the same formula and exp_vec, element by element
 }
 
 void sana_dit_depthwise_glu(const float *t, int64_t rows, int64_t width, int64_t wide, const float *taps,

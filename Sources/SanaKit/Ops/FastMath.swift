@@ -1,7 +1,8 @@
-// Vectorizable activations for the hot loops of the DiT feed-forward and the Gemma-2 MLP. The C activations
+// Vectorizable activations for the hot loops of the Gemma-2 MLP and attention (the DiT's SiLU is C: sana_dit_silu,
+// fused into the integer GEMM's store where it can be). The C activations
 // (sana_activate) call libm's expf/tanhf per element; these evaluate e^t with a polynomial instead, written without
 // calls or trapping conversions so the compiler vectorizes the loops. Accuracy: within a few ulp of expf
-// (FastMathTests measures silu and gelu-tanh against Activation's libm formulas).
+// (FastMathTests measures gelu-tanh and the soft-cap, and sana_dit_silu, against double-precision formulas).
 
 /// e^t for t already clamped to [−87.3, 88.3] (so the result is a finite, normal float): range reduction
 /// t = k·ln2 + r and Cephes expf's degree-6 polynomial in r, 2^k assembled from exponent bits.
@@ -25,14 +26,6 @@
 /// no result of the formulas below (they divide by 1 + e^t).
 @inline(__always) func clampedExp(_ t: Float) -> Float {
     polyExp(Swift.min(Swift.max(t, -87.3), 88.3))
-}
-
-/// silu(x) = x / (1 + e^−x), in place.
-func fastSiLUInPlace(_ x: UnsafeMutablePointer<Float>, _ count: Int) {
-    for i in 0 ..< count {
-        let v = x[i]
-        x[i] = v / (1 + clampedExp(-v))
-    }
 }
 
 /// GELU, tanh approximation (gelu_pytorch_tanh): 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³), written as
