@@ -106,15 +106,12 @@ public struct Linear: Sendable {
     /// (sana_linear_shared; bit-identical to separate `apply` calls); otherwise each layer runs `apply`.
     public static func apply(_ layers: [Linear], _ x: UnsafePointer<Float>, rows: Int, into y: [UnsafeMutablePointer<Float>]) {
         precondition(layers.count == y.count && layers.allSatisfy { $0.inFeatures == layers[0].inFeatures }, "Linear.apply: shared-input layers")
-        guard let first = layers.first, rows > 0, first.inFeatures > 0 else {
+        guard let first = layers.first, layers.count > 1, rows > 0, first.inFeatures > 0, first.weight.type.isQuantized,
+              layers.allSatisfy({ $0.weight.type == first.weight.type && $0.runsOnKernels }) else {
             for (l, yp) in zip(layers, y) { l.apply(x, rows: rows, into: yp) }
             return
         }
         let type = first.weight.type
-        guard layers.count > 1, type.isQuantized, layers.allSatisfy({ $0.weight.type == type && $0.runsOnKernels }) else {
-            for (l, yp) in zip(layers, y) { l.apply(x, rows: rows, into: yp) }
-            return
-        }
         // Keep every weight and bias buffer alive and pinned while the C call holds their addresses.
         withPinnedBuffers(layers) { weights, biases in
             let outs = y.map { Optional($0) }
