@@ -127,6 +127,9 @@ void *sana_scratch(int slot, size_t bytes);
 /// polynomial, times 2ⁿ built in the exponent bits. Within 2 ulp of expf on [−87, 88]; x is clamped to that range
 /// (SiLU only needs the saturation). Measured against expf in OpsTests.
 static inline float exp_vec(float x) {
+#ifdef __clang__
+#pragma clang fp contract(off)  // the same roundings in every build: callers are compiled with and without FMA
+#endif
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;

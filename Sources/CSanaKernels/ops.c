@@ -92,6 +92,15 @@ void sana_softmax(float *x, int64_t rows, int64_t c) {
     run_rows(rows, c, softmax_rows, &n);
 }
 
+/// Wider vectors for the elementwise and convolution loops on x86-64: the compiler builds AVX-512 / AVX2 / baseline
+/// copies and the loader picks one per CPU. Each such function turns contraction off, so every copy rounds like the
+/// baseline build (products and sums stay separate operations, no FMA): the copies are bit-identical.
+#if defined(__x86_64__) && defined(__clang__)
+#define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE_CLONES
+#endif
+
 typedef struct {
     float *x;
     int32_t act;
@@ -101,7 +110,10 @@ typedef struct {
 
 float sana_exp_vec_for_testing(float x) { return exp_vec(x); }
 
-static void act_chunks(void *p, int64_t c0, int64_t c1) {
+WIDE_CLONES static void act_chunks(void *p, int64_t c0, int64_t c1) {
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
     act_ctx *a = (act_ctx *)p;
     float *x = a->x + c0 * ACT_CHUNK;
     int64_t count = (c1 - c0) * ACT_CHUNK;
@@ -174,13 +186,6 @@ static inline void dw_pixel(const conv_ctx *k, int64_t n, int64_t oy, int64_t ox
     for (int64_t j = 0; j < cn; j++) out[j] = acc[j];
 }
 
-/// Wider vectors for the convolution loops on x86-64: the compiler builds AVX-512 / AVX2 / baseline copies and the
-/// loader picks one per CPU (the same arithmetic in each: products and sums stay separate operations, no FMA).
-#if defined(__x86_64__) && defined(__clang__)
-#define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define WIDE_CLONES
-#endif
 
 /// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. The rows are swept one block
 /// of DW_BLOCK channels at a time, each output pixel's block accumulated over its taps and stored once, so the
@@ -307,7 +312,10 @@ typedef struct {
 
 #define ADD_CHUNK 16384
 
-static void add_chunks(void *p, int64_t c0, int64_t c1) {
+WIDE_CLONES static void add_chunks(void *p, int64_t c0, int64_t c1) {
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
     add_ctx *a = (add_ctx *)p;
     for (int64_t i = c0 * ADD_CHUNK; i < c1 * ADD_CHUNK; i++) a->x[i] += a->a[i];
 }
@@ -326,7 +334,10 @@ typedef struct {
     int64_t hidden;
 } glu_ctx;
 
-static void glu_rows(void *p, int64_t r0, int64_t r1) {
+WIDE_CLONES static void glu_rows(void *p, int64_t r0, int64_t r1) {
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
     const glu_ctx *g = (const glu_ctx *)p;
     for (int64_t r = r0; r < r1; r++) {
         const float *a = g->x + r * 2 * g->hidden, *gate = a + g->hidden;  // [hidden] value, [hidden] gate
