@@ -309,6 +309,26 @@ final class BundleTests: XCTestCase {
         expect(try damaged { $0[8] = 9 }) { if case .badPreamble = $0 { return true } else { return false } }
     }
 
+    /// A frame's XXH64 is checked on its first read only; a later read of a frame changed on disk meanwhile is still
+    /// refused, by zstd's content checksum (the streamed DiT blocks are read again every step).
+    func testFrameChangedAfterItsFirstReadIsStillRefused() throws {
+        let path = try damaged { _ in }  // a private copy of the int8 test bundle
+        let b = try SanaBundle(path: path)
+        let name = "transformer_blocks.0.attn1.to_q.weight"
+        let first = try b.component("transformer").tensor(name)
+        let rec = try b.component("transformer").info(name)
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
+        try handle.seek(toOffset: UInt64(64 + rec.frames[0].offset + rec.frames[0].size / 2))
+        let byte = try XCTUnwrap(handle.read(upToCount: 1))
+        try handle.seek(toOffset: UInt64(64 + rec.frames[0].offset + rec.frames[0].size / 2))
+        try handle.write(contentsOf: [byte[0] ^ 0x10])
+        try handle.close()
+        XCTAssertThrowsError(try b.component("transformer").tensor(name)) {
+            guard case .corruptFrame? = $0 as? BundleError else { return XCTFail("\($0)") }
+        }
+        XCTAssertGreaterThan(first.bytes.count, 0)
+    }
+
     /// A header with valid checksums but bad contents (as a buggy or hostile writer could make).
     func forged(from source: String? = nil, _ transform: (String) -> String) throws -> String {
         try damaged(from: source) { bytes in
