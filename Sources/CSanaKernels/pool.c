@@ -8,6 +8,11 @@
 #include <unistd.h>
 
 #define SANA_MAX_THREADS 256
+// Takes per thread of an even split: small enough that a late thread's items are picked up by the others,
+// large enough that each take is a long run of items.
+#ifndef POOL_TAKES_PER_THREAD
+#define POOL_TAKES_PER_THREAD 8
+#endif
 
 static pthread_mutex_t call_lock = PTHREAD_MUTEX_INITIALIZER;  // serializes callers
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -22,9 +27,19 @@ static sana_range_fn g_fn;
 static void *g_ctx;
 static int64_t g_items;
 
-static void run_share(int32_t index, int32_t threads) {
-    int64_t i0 = g_items * index / threads, i1 = g_items * (index + 1) / threads;
-    if (i1 > i0) g_fn(g_ctx, i0, i1);
+static atomic_llong g_next;  // first item not yet taken
+static int64_t g_grain;       // items per take
+
+/// Takes runs of g_grain items until none are left. Dynamic rather than a fixed share per thread: when one core is
+/// busy with something else (the block prefetch thread, the OS), the other takes over its items instead of
+/// waiting for it at the end of the call. Items are independent (every caller's ranges write disjoint outputs,
+/// each computed the same way whichever thread runs it), so the split does not change any result.
+static void run_items(void) {
+    for (;;) {
+        int64_t i0 = atomic_fetch_add(&g_next, g_grain);
+        if (i0 >= g_items) return;
+        g_fn(g_ctx, i0, i0 + g_grain < g_items ? i0 + g_grain : g_items);
+    }
 }
 
 static void *worker(void *arg) {
@@ -37,7 +52,7 @@ static void *worker(void *arg) {
         int32_t active = g_active;
         pthread_mutex_unlock(&lock);
         if (index < active) {
-            run_share(index, active);
+            run_items();
             if (atomic_fetch_sub(&g_pending, 1) == 1) {
                 pthread_mutex_lock(&lock);
                 pthread_cond_signal(&done);
@@ -81,19 +96,29 @@ void sana_parallel_for(int64_t items, sana_range_fn fn, void *ctx) {
     g_fn = fn;
     g_ctx = ctx;
     g_items = items;
+    g_grain = items / ((int64_t)threads * POOL_TAKES_PER_THREAD);
+    if (g_grain < 1) g_grain = 1;
+    atomic_store(&g_next, 0);
     g_active = threads;
     atomic_store(&g_pending, threads - 1);
     g_generation++;
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
 
-    run_share(0, threads);
+    run_items();
 
     pthread_mutex_lock(&lock);
     while (atomic_load(&g_pending) > 0) pthread_cond_wait(&done, &lock);
     pthread_mutex_unlock(&lock);
     pthread_mutex_unlock(&call_lock);
 }
+
+static void visit_range(void *ctx, int64_t i0, int64_t i1) {
+    int32_t *visits = (int32_t *)ctx;
+    for (int64_t i = i0; i < i1; i++) visits[i]++;
+}
+
+void sana_pool_visit_for_testing(int64_t items, int32_t *visits) { sana_parallel_for(items, visit_range, visits); }
 
 // Per-thread scratch buffers (activation panels, repacked weight tiles), grown on demand and kept.
 static _Thread_local void *scratch_ptr[8];

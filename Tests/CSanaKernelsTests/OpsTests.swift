@@ -8,6 +8,22 @@ import XCTest
 final class OpsTests: XCTestCase {
     func gaussian(_ n: Int, _ seed: UInt64) -> [Float] { KernelTests.gaussian(n, seed: seed, outliers: false) }
 
+    /// The pool hands out items dynamically (pool.c): every item must still run exactly once, for any count of
+    /// items and threads, including fewer items than threads and counts that do not divide evenly.
+    func testThreadPoolVisitsEveryItemOnce() {
+        defer { sana_set_threads(0) }
+        for threads: Int32 in [1, 2, 3, 8] {
+            sana_set_threads(threads)
+            for items in [1, 2, 3, 7, 15, 16, 17, 64, 1000, 4097] {
+                for _ in 0 ..< 20 {  // repeated: the split between threads differs from call to call
+                    var visits = [Int32](repeating: 0, count: items)
+                    sana_pool_visit_for_testing(Int64(items), &visits)
+                    XCTAssertEqual(visits, [Int32](repeating: 1, count: items), "items \(items), threads \(threads)")
+                }
+            }
+        }
+    }
+
     func testNormsMatchScalarLoops() {
         for (rows, c) in [(3, 7), (40, 1152), (300, 37)] {
             let x = Tensor(shape: [rows, c], data: gaussian(rows * c, 1).map { $0 * 3 + 0.5 })

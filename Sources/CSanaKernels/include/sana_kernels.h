@@ -93,6 +93,9 @@ int32_t sana_linear_has_kernel(int32_t type);
 /// Threads used by the kernels (default: all online cores). Values < 1 mean the default.
 void sana_set_threads(int32_t threads);
 int32_t sana_get_threads(void);
+/// Test hook of the thread pool: runs `items` work items over the current threads, each range adding 1 to
+/// visits[i] for its items i (a correct split visits every item exactly once).
+void sana_pool_visit_for_testing(int64_t items, int32_t *visits);
 
 /// Forces the scalar reference path everywhere (also set by the environment variable SANA_FORCE_REFERENCE=1).
 void sana_force_reference(int32_t on);
