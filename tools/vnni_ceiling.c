@@ -1,4 +1,4 @@
-// What one core can do with the int8/int4 GEMM's instruction mix (docs/BENCHMARKS.md "GEMM kernels"): the rate of
+// What one core can do with the int8/int4 GEMM's instruction mix (and the bf16 kernel's instruction) (docs/BENCHMARKS.md "GEMM kernels"): the rate of
 // vpdpbusd alone, then the 6-row × 2-block micro-tile of x86_avx512.c (2 weight loads, 6 activation broadcasts and
 // 12 vpdpbusd per 4 K-elements) with and without its per-group float epilogue (cvt, scale product, FMA into the
 // float accumulators), activations streamed from a 1.1 MB panel as in the kernel. Not a test: a measuring tool.
@@ -42,6 +42,24 @@ T512 static double peak(long reps) {
     int sink = 0;
     for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_epi32(a[i]);
     if (sink == 42) puts("");
+    return (double)reps * 12 / s;
+}
+
+/// vdpbf16ps alone (the bf16 kernel's instruction: 32 multiply-adds on 512 bits), 12 independent accumulators.
+__attribute__((target("avx512f,avx512bf16"), noinline)) static double peak_bf16(long reps) {
+    __m512 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    const __m512bh w = (__m512bh)_mm512_set1_epi16(0x3f80), x = (__m512bh)_mm512_set1_epi16(0x3c00);
+    double t0 = now();
+    for (long r = 0; r < reps; r++) {
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], w, x);
+        __asm__ volatile("" ::"v"(a[0]), "v"(a[1]), "v"(a[2]), "v"(a[3]), "v"(a[4]), "v"(a[5]), "v"(a[6]), "v"(a[7]),
+                         "v"(a[8]), "v"(a[9]), "v"(a[10]), "v"(a[11]));
+    }
+    double s = now() - t0;
+    float sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
+    if (sink == 42.0f) puts("");
     return (double)reps * 12 / s;
 }
 
@@ -98,6 +116,8 @@ int main(void) {
     tile(16, 1, 2000);  // warm-up
     const double pk = peak(200000000L);
     printf("vpdpbusd alone:                        %.2f G/s  (%.0f GOPS)\n", pk / 1e9, pk * 128 / 1e9);
+    const double bf = peak_bf16(200000000L);
+    printf("vdpbf16ps alone:                       %.2f G/s  (%.0f GFLOPS)\n", bf / 1e9, bf * 64 / 1e9);
     const struct { const char *name; int group, epilogue; } cases[] = {
         {"6x2 tile, no epilogue:                ", 16, 0},
         {"6x2 tile, int8 epilogue (group 128):  ", 32, 1},
