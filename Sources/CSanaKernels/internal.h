@@ -122,14 +122,20 @@ void sana_round_bf16(const float *src, int64_t count, uint16_t *dst);
 /// Grows a per-thread scratch buffer (index 0..7) to at least `bytes`, 64-byte aligned; NULL on allocation failure.
 void *sana_scratch(int slot, size_t bytes);
 
+/// Contraction off for the rest of the enclosing block: a·b + c is never fused into an FMA, so a function built in
+/// several target copies (ops.c's WIDE_CLONES) rounds the same in each of them as in the baseline build.
+#ifdef __clang__
+#define SANA_CONTRACT_OFF _Pragma("clang fp contract(off)")
+#else
+#define SANA_CONTRACT_OFF
+#endif
+
 /// exp(x) in branch-free float arithmetic the compiler vectorizes (libm's expf is a call per element): Cephes'
 /// expf — n = round(x·log2 e) (by the 1.5·2²³ trick, round-to-nearest), r = x − n·ln 2 in two parts, a degree-6
 /// polynomial, times 2ⁿ built in the exponent bits. Within 2 ulp of expf on [−87, 88]; x is clamped to that range
 /// (SiLU only needs the saturation). Measured against expf in OpsTests.
 static inline float exp_vec(float x) {
-#ifdef __clang__
-#pragma clang fp contract(off)  // the same roundings in every build: callers are compiled with and without FMA
-#endif
+    SANA_CONTRACT_OFF  // the same roundings in every build: callers are compiled with and without FMA
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;

@@ -93,8 +93,8 @@ void sana_softmax(float *x, int64_t rows, int64_t c) {
 }
 
 /// Wider vectors for the elementwise and convolution loops on x86-64: the compiler builds AVX-512 / AVX2 / baseline
-/// copies and the loader picks one per CPU. Each such function turns contraction off, so every copy rounds like the
-/// baseline build (products and sums stay separate operations, no FMA): the copies are bit-identical.
+/// copies and the loader picks one per CPU. Each such function starts with SANA_CONTRACT_OFF, so every copy rounds like
+/// the baseline build (products and sums stay separate operations, no FMA): the copies are bit-identical.
 #if defined(__x86_64__) && defined(__clang__)
 #define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -111,9 +111,7 @@ typedef struct {
 float sana_exp_vec_for_testing(float x) { return exp_vec(x); }
 
 WIDE_CLONES static void act_chunks(void *p, int64_t c0, int64_t c1) {
-#ifdef __clang__
-#pragma clang fp contract(off)
-#endif
+    SANA_CONTRACT_OFF
     act_ctx *a = (act_ctx *)p;
     float *x = a->x + c0 * ACT_CHUNK;
     int64_t count = (c1 - c0) * ACT_CHUNK;
@@ -313,9 +311,7 @@ typedef struct {
 #define ADD_CHUNK 16384
 
 WIDE_CLONES static void add_chunks(void *p, int64_t c0, int64_t c1) {
-#ifdef __clang__
-#pragma clang fp contract(off)
-#endif
+    SANA_CONTRACT_OFF
     add_ctx *a = (add_ctx *)p;
     for (int64_t i = c0 * ADD_CHUNK; i < c1 * ADD_CHUNK; i++) a->x[i] += a->a[i];
 }
@@ -335,9 +331,7 @@ typedef struct {
 } glu_ctx;
 
 WIDE_CLONES static void glu_rows(void *p, int64_t r0, int64_t r1) {
-#ifdef __clang__
-#pragma clang fp contract(off)
-#endif
+    SANA_CONTRACT_OFF
     const glu_ctx *g = (const glu_ctx *)p;
     for (int64_t r = r0; r < r1; r++) {
         const float *a = g->x + r * 2 * g->hidden, *gate = a + g->hidden;  // [hidden] value, [hidden] gate
@@ -404,9 +398,7 @@ typedef struct {
 /// like the depthwise loop (its 8 partial sums are one 8-wide vector); contraction off keeps every copy's roundings
 /// those of the baseline build (no FMA).
 WIDE_CLONES static void direct_rows(void *p, int64_t r0, int64_t r1) {
-#ifdef __clang__
-#pragma clang fp contract(off)
-#endif
+    SANA_CONTRACT_OFF
     const direct_ctx *d = (const direct_ctx *)p;
     const int64_t c = d->s->c, taps = (int64_t)d->s->kernel * d->s->kernel, cout = d->cout;
     for (int64_t row = r0; row < r1; row++)
