@@ -21,7 +21,7 @@ extension GLUMBConv {
             t = t.depthwiseConv2d(weight: convDepthWeight, bias: convDepthBias, kernel: 3)
                 .window(rows: (band.lowerBound - lo) ..< (band.upperBound - lo))
             // GLU: torch.chunk(2, dim=1) on NCHW → first half · silu(second half), channels-last [rows, hidden]
-            var gated = [Float](repeating: 0, count: t.rows * hidden)
+            var gated = BufferPool.uninitialized(count: t.rows * hidden)  // sana_glu_silu writes every element
             t.data.withUnsafeBufferPointer { s in
                 gated.withUnsafeMutableBufferPointer { g in sana_glu_silu(s.baseAddress, Int64(t.rows), Int64(hidden), g.baseAddress) }
             }
