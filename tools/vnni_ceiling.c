@@ -27,41 +27,32 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/// vpdpbusd alone: 12 independent accumulators, no memory operands.
-T512 static double peak(long reps) {
-    __m512i a[12];
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
-    const __m512i w = _mm512_set1_epi8(3), x = _mm512_set1_epi8(1);
-    double t0 = now();
-    for (long r = 0; r < reps; r++) {
-        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], w, x);
-        __asm__ volatile("" ::"v"(a[0]), "v"(a[1]), "v"(a[2]), "v"(a[3]), "v"(a[4]), "v"(a[5]), "v"(a[6]), "v"(a[7]),
-                         "v"(a[8]), "v"(a[9]), "v"(a[10]), "v"(a[11]));
+/// A function `name` timing `reps` rounds of one instruction on 12 independent accumulators of type `T` (no memory
+/// operands; the empty asm keeps every accumulator live in a register each round, so nothing is hoisted or
+/// spilled). Returns instructions per second.
+#define PEAK_LOOP(name, isa, T, init, step, reduce)                                                                \
+    __attribute__((target(isa), noinline)) static double name(long reps) {                                        \
+        T a[12];                                                                                                    \
+        for (int i = 0; i < 12; i++) a[i] = init(i);                                                                \
+        double t0 = now();                                                                                          \
+        for (long r = 0; r < reps; r++) {                                                                           \
+            for (int i = 0; i < 12; i++) a[i] = step(a[i]);                                                         \
+            __asm__ volatile("" ::"v"(a[0]), "v"(a[1]), "v"(a[2]), "v"(a[3]), "v"(a[4]), "v"(a[5]), "v"(a[6]),      \
+                             "v"(a[7]), "v"(a[8]), "v"(a[9]), "v"(a[10]), "v"(a[11]));                              \
+        }                                                                                                           \
+        double s = now() - t0;                                                                                      \
+        float sink = 0;                                                                                             \
+        for (int i = 0; i < 12; i++) sink += (float)reduce(a[i]);                                                   \
+        if (sink == 42.0f) puts("");                                                                                \
+        return (double)reps * 12 / s;                                                                               \
     }
-    double s = now() - t0;
-    int sink = 0;
-    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_epi32(a[i]);
-    if (sink == 42) puts("");
-    return (double)reps * 12 / s;
-}
 
-/// vdpbf16ps alone (the bf16 kernel's instruction: 32 multiply-adds on 512 bits), 12 independent accumulators.
-__attribute__((target("avx512f,avx512bf16"), noinline)) static double peak_bf16(long reps) {
-    __m512 a[12];
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-    const __m512bh w = (__m512bh)_mm512_set1_epi16(0x3f80), x = (__m512bh)_mm512_set1_epi16(0x3c00);
-    double t0 = now();
-    for (long r = 0; r < reps; r++) {
-        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], w, x);
-        __asm__ volatile("" ::"v"(a[0]), "v"(a[1]), "v"(a[2]), "v"(a[3]), "v"(a[4]), "v"(a[5]), "v"(a[6]), "v"(a[7]),
-                         "v"(a[8]), "v"(a[9]), "v"(a[10]), "v"(a[11]));
-    }
-    double s = now() - t0;
-    float sink = 0;
-    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_ps(a[i]);
-    if (sink == 42.0f) puts("");
-    return (double)reps * 12 / s;
-}
+// vpdpbusd (64 multiply-adds on 512 bits) and vdpbf16ps (the bf16 kernel's instruction: 32 multiply-adds).
+#define DPBUSD_STEP(acc) _mm512_dpbusd_epi32(acc, _mm512_set1_epi8(3), _mm512_set1_epi8(1))
+#define DPBF16_STEP(acc) _mm512_dpbf16_ps(acc, (__m512bh)_mm512_set1_epi16(0x3f80), (__m512bh)_mm512_set1_epi16(0x3c00))
+PEAK_LOOP(peak, "avx512f,avx512bw,avx512vnni", __m512i, _mm512_set1_epi32, DPBUSD_STEP, _mm512_reduce_add_epi32)
+#define SET1_PS(i) _mm512_set1_ps((float)(i))
+PEAK_LOOP(peak_bf16, "avx512f,avx512bf16", __m512, SET1_PS, DPBF16_STEP, _mm512_reduce_add_ps)
 
 /// The micro-tile over all panels: group = quads per scale group (16: int4's 64, 32: int8's 128); epilogue 0 skips
 /// the float work (the integer sums just add up across groups).
