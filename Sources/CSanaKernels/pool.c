@@ -1,5 +1,5 @@
 // Persistent thread pool: workers are created once (grown when more threads are asked for) and wait on a
-// condition variable between calls; the caller runs share 0 itself. No thread is created per call.
+// condition variable between calls; the caller takes items too. No thread is created per call.
 #include "internal.h"
 
 #include <pthread.h>
@@ -43,7 +43,7 @@ static void run_items(void) {
 }
 
 static void *worker(void *arg) {
-    int32_t index = (int32_t)(intptr_t)arg;  // 1-based: share 0 is the caller's
+    int32_t index = (int32_t)(intptr_t)arg;  // 1-based (the caller is thread 0): takes part while index < g_active
     uint64_t seen = 0;
     pthread_mutex_lock(&lock);
     for (;;) {
