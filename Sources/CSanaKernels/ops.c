@@ -163,10 +163,10 @@ typedef struct {
 
 /// Output pixel (n, oy, ox), channels [c0, c0 + cn): init (bias or 0) + Σ over the in-frame taps, (ky, kx) in
 /// order, of x·weight. Per channel the same sequence of roundings as one pass over the whole output row per tap
-/// (the product and the sum are separate statements, so they are never fused into an FMA): bit-identical to the
-/// unblocked loop this replaced.
+/// (product and sum never fused into an FMA): bit-identical to the unblocked loop this replaced.
 static inline void dw_pixel(const conv_ctx *k, int64_t n, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1,
                             int64_t c0, int64_t cn) {
+    SANA_CONTRACT_OFF  // inlined into dw_rows' target copies
     const int64_t h = k->h, w = k->w, c = k->c, kk = k->kernel, pad = k->pad;
     const int64_t kx0 = ox < pad ? pad - ox : 0, kx1 = w + pad - ox < kk ? w + pad - ox : kk;
     float acc[DW_BLOCK];
@@ -175,15 +175,11 @@ static inline void dw_pixel(const conv_ctx *k, int64_t n, int64_t oy, int64_t ox
         for (int64_t kx = kx0; kx < kx1; kx++) {
             const float *in = k->x + ((n * h + oy + ky - pad) * w + ox + kx - pad) * c + c0;  // [cn]
             const float *wt = k->weight + (ky * kk + kx) * c + c0;  // transposed weight [k·k][c]
-            for (int64_t j = 0; j < cn; j++) {
-                const float p = in[j] * wt[j];
-                acc[j] += p;
-            }
+            for (int64_t j = 0; j < cn; j++) acc[j] += in[j] * wt[j];
         }
     float *out = k->y + ((n * h + oy) * w + ox) * c + c0;
     for (int64_t j = 0; j < cn; j++) out[j] = acc[j];
 }
-
 
 /// Output rows (image n, row oy) of the depthwise convolution; rows index n·h + oy. The rows are swept one block
 /// of DW_BLOCK channels at a time, each output pixel's block accumulated over its taps and stored once, so the
