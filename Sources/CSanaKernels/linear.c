@@ -81,9 +81,14 @@ int32_t sana_select_kernel_family(const char *name) {
 
 const char *sana_kernel_family(void) { return sana_kernels()->name; }
 
+/// 1 when `type` is int8/int4 and `ks` has a SIMD product for it.
+static int has_qgemm(const sana_kernel_set *ks, int32_t type) {
+    return (type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type] != NULL;
+}
+
 int32_t sana_linear_has_kernel(int32_t type) {
     const sana_kernel_set *ks = sana_kernels();
-    if (type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) return ks->qgemm[type] != NULL;
+    if (has_qgemm(ks, type)) return 1;
     if (type == SANA_TYPE_BF16) return ks->bgemm != NULL;
     return 0;
 }
@@ -262,12 +267,9 @@ static int qgemm_products(job *j, int64_t m, int64_t k, int32_t type, int32_t co
 static int linear_simd(const row_source *src, int64_t m, int64_t k, int32_t type, const void *w, int64_t n,
                        const float *bias, float *y) {
     const sana_kernel_set *ks = sana_kernels();
-    job j;
-    memset(&j, 0, sizeof j);
-    j.ks = ks;
-    j.src = *src;
+    job j = {.ks = ks, .src = *src};
     if (src->conv && !sana_scratch(7, (size_t)k * 4)) return 0;  // the calling thread's patch buffer
-    if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type])
+    if (has_qgemm(ks, type))
         return qgemm_products(&j, m, k, type, 1, &w, &n, &bias, &y, 0);
     if (type == SANA_TYPE_BF16 && ks->bgemm) {
         const int64_t kp2 = (k + 1) & ~(int64_t)1;
@@ -313,12 +315,9 @@ void sana_linear_shared(const float *x, int64_t m, int64_t k, int32_t type, int3
                         const int64_t *n, const float *const *bias, float *const *y) {
     if (m <= 0 || k <= 0 || count <= 0 || !sana_type_traits_of(type)) return;
     const sana_kernel_set *ks = sana_kernels();
-    int shared = (type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type];
+    int shared = has_qgemm(ks, type);
     for (int32_t p = 0; p < count; p++) shared = shared && n[p] > 0;
-    job j;
-    memset(&j, 0, sizeof j);
-    j.ks = ks;
-    j.src = (row_source){x, NULL, 0, 0, 0};
+    job j = {.ks = ks, .src = {.x = x}};
     if (shared && qgemm_products(&j, m, k, type, count, w, n, bias, y, 0)) return;
     for (int32_t p = 0; p < count; p++) sana_linear(x, m, k, type, w[p], n[p], bias[p], y[p]);
 }
@@ -327,11 +326,8 @@ void sana_linear_silu(const float *x, int64_t m, int64_t k, int32_t type, const 
                       float *y) {
     if (m <= 0 || n <= 0 || k <= 0 || !sana_type_traits_of(type)) return;
     const sana_kernel_set *ks = sana_kernels();
-    if ((type == SANA_TYPE_Q8 || type == SANA_TYPE_Q4) && ks->qgemm[type] && ks->qgemm_silu) {
-        job j;
-        memset(&j, 0, sizeof j);
-        j.ks = ks;
-        j.src = (row_source){x, NULL, 0, 0, 0};
+    if (has_qgemm(ks, type) && ks->qgemm_silu) {
+        job j = {.ks = ks, .src = {.x = x}};
         if (qgemm_products(&j, m, k, type, 1, &w, &n, &bias, &y, 1)) return;
     }
     sana_linear(x, m, k, type, w, n, bias, y);
@@ -432,7 +428,7 @@ static void tap_gather_range(void *ctx, int64_t i0, int64_t i1) {
 static int conv_tap_major_q(const float *x, const sana_conv_shape *s, int64_t oh, int64_t ow, int32_t type,
                             const void *w, int64_t cout, const float *bias, float *y) {
     const sana_kernel_set *ks = sana_kernels();
-    if ((type != SANA_TYPE_Q8 && type != SANA_TYPE_Q4) || !ks->qgemm[type]) return 0;
+    if (!has_qgemm(ks, type)) return 0;
     const int64_t g = sana_qgroup(type), c = s->c;
     if (c % g != 0) return 0;
     const int64_t taps = (int64_t)s->kernel * s->kernel, k = taps * c, ng = k / g, up = s->upsample;
