@@ -60,28 +60,35 @@ public struct Linear: Sendable {
                 bias.withUnsafeBufferPointerOrNil { bp in sana_linear(x, Int64(m), Int64(k), type, wp.baseAddress, Int64(n), bp, y) }
                 return
             }
-            if weight.type == .f32 {
-                // Y[m, n] = X[m, k] · Wᵀ, W [n, k] (beta 0: Y is written, not read).
-                wp.withMemoryRebound(to: Float.self) { wf in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                x, Int32(k), wf.baseAddress, Int32(k), 0, y, Int32(n))
+            // Column blocks of Y over our workers, each sgemm on one OpenBLAS thread (Ops/ParallelParts.swift).
+            let parts = min(n, max(1, Int(sana_get_threads())))
+            let (xb, yb, wb) = (SendablePointer(x), SendablePointer(y), SendablePointer(wp.baseAddress!))
+            let (isF32, bias) = (weight.type == .f32, bias)
+            forEachPartInParallel(parts) { _, ps in
+                // This worker's columns [c0, c1) of Y, from weight rows [c0, c1).
+                let c0 = ps.lowerBound * n / parts, c1 = ps.upperBound * n / parts
+                defer {
+                    // Y[i, c0 ..< c1] += bias[c0 ..< c1]
+                    if let bias { for i in 0 ..< m { for j in c0 ..< c1 { yb.value[i * n + j] += bias[j] } } }
                 }
-            } else {
+                if isF32 {
+                    // Y[:, c0 ..< c1] = X[m, k] · W[c0 ..< c1]ᵀ (beta 0: Y is written, not read).
+                    let w = wb.value.assumingMemoryBound(to: Float.self) + c0 * k
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(c1 - c0), Int32(k), 1,
+                                xb.value, Int32(k), w, Int32(k), 0, yb.value + c0, Int32(n))
+                    return
+                }
                 // Weight rows [j0, j0 + rows) unpacked to f32 [rows, k]; result columns [j0, j0 + rows) of Y.
-                let chunk = max(1, min(n, (1 << 22) / max(k, 1)))
+                let chunk = max(1, min(c1 - c0, (1 << 22) / max(k, 1)))
                 var w32 = [Float](repeating: 0, count: chunk * k)
                 w32.withUnsafeMutableBufferPointer { wf in
-                    for j0 in stride(from: 0, to: n, by: chunk) {
-                        let rows = min(chunk, n - j0)
-                        sana_matrix_unpack_rows(type, wp.baseAddress, Int64(n), Int64(k), Int64(j0), Int64(rows), wf.baseAddress)
+                    for j0 in stride(from: c0, to: c1, by: chunk) {
+                        let rows = min(chunk, c1 - j0)
+                        sana_matrix_unpack_rows(type, wb.value, Int64(n), Int64(k), Int64(j0), Int64(rows), wf.baseAddress)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(rows), Int32(k), 1,
-                                    x, Int32(k), wf.baseAddress, Int32(k), 0, y + j0, Int32(n))
+                                    xb.value, Int32(k), wf.baseAddress, Int32(k), 0, yb.value + j0, Int32(n))
                     }
                 }
-            }
-            if let bias {
-                // Y[i, :] += bias
-                for i in 0 ..< m { for j in 0 ..< n { y[i * n + j] += bias[j] } }
             }
         }
     }

@@ -180,10 +180,10 @@ struct SanaMultiscaleLinearAttention: Sendable {
         src.data.withUnsafeMutableBufferPointer { sp in
             stats.values.withUnsafeMutableBufferPointer { st in
                 let (srcBase, statBase) = (SendablePointer(sp.baseAddress!), SendablePointer(st.baseAddress!))
-                // Heads (of every image) over our workers, each sgemm on one OpenBLAS thread (ParallelHeads.swift:
+                // Heads (of every image) over our workers, each sgemm on one OpenBLAS thread (ParallelParts.swift:
                 // a threaded OpenBLAS would wake its pool for these small products and spin); each head writes
                 // only its own statistics and its own k columns.
-                forEachHeadInParallel(b * heads) { _, items in
+                forEachPartInParallel(b * heads) { _, items in
                     for item in items {
                         let (n, g) = (item / heads, item % heads)
                         let acc = statBase.value + layout.offset(image: n, source: s, head: g)  // KV [d, d] then ksum [d]
@@ -218,7 +218,7 @@ struct SanaMultiscaleLinearAttention: Sendable {
                     let (srcBase, statBase, outBase) = (SendablePointer(sp.baseAddress!), SendablePointer(st.baseAddress!),
                                                         SendablePointer(op.baseAddress!))
                     // Heads over our workers, OpenBLAS single-threaded (see accumulate); disjoint q and out columns.
-                    forEachHeadInParallel(b * heads) { _, items in
+                    forEachPartInParallel(b * heads) { _, items in
                         for item in items {
                             let (n, g) = (item / heads, item % heads)
                             let kv = statBase.value + layout.offset(image: n, source: s, head: g), ksum = kv + d * d
@@ -252,7 +252,7 @@ struct SanaMultiscaleLinearAttention: Sendable {
                 out.withUnsafeMutableBufferPointer { yp in
                     let (xb, wb, yb) = (SendablePointer(xp.baseAddress!), SendablePointer(wp.baseAddress!), SendablePointer(yp.baseAddress!))
                     // Groups over our workers, OpenBLAS single-threaded (see accumulate).
-                    forEachHeadInParallel(c / d) { _, groups in
+                    forEachPartInParallel(c / d) { _, groups in
                         for g in groups {
                             // Y[:, g·d ..< g·d+d] = X[:, g·d ..< g·d+d] · W_gᵀ, W_g = weight rows g·d ..< g·d+d
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(d), Int32(d), 1,

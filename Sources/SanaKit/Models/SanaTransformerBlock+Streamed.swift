@@ -136,7 +136,7 @@ extension SanaTransformerBlock {
     private func accumulateKeyStatistics(_ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, rows m: Int, batch: Int,
                                          into stats: KeyStatistics) {
         let (kb, vb, d, inner) = (SendablePointer(k), SendablePointer(v), stats.dim, stats.inner)
-        forEachHeadInParallel(stats.heads) { _, hs in
+        forEachPartInParallel(stats.heads) { _, hs in
             for hd in hs {
                 // kv[b, hd] [d, d] += k_hdᵀ [d, m] · v_hd [m, d] (rows inner apart)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(m), 1,
@@ -156,7 +156,7 @@ extension SanaTransformerBlock {
     private func linearAttentionRows(q: UnsafePointer<Float>, rows m: Int, batch: Int, stats: KeyStatistics,
                                      into att: UnsafeMutablePointer<Float>) {
         let (qb, ab, d, inner) = (SendablePointer(q), SendablePointer(att), stats.dim, stats.inner)
-        forEachHeadInParallel(stats.heads) { _, hs in
+        forEachPartInParallel(stats.heads) { _, hs in
             for hd in hs {
                 // att_hd [m, d] = q_hd [m, d] · kv[b, hd] [d, d]
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(d), Int32(d), 1,
@@ -410,7 +410,7 @@ struct CrossAttentionKeys {
                                                     SendablePointer(vp.baseAddress!), SendablePointer(bp.baseAddress!))
                             let (ab, sb) = (SendablePointer(attended + off * widthV), SendablePointer(sp.baseAddress!))
                             let (width, widthV) = (self.width, self.widthV)
-                            forEachHeadInParallel(heads) { worker, hs in
+                            forEachPartInParallel(heads) { worker, hs in
                                 let s = sb.value + worker * m * lk
                                 for hd in hs {
                                     // scores [m, L_b] = scale · q_hd [m, d] · k_hdᵀ [d, L_b]

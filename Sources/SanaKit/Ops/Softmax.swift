@@ -57,7 +57,7 @@ public func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, heads: In
                     scores.withUnsafeMutableBufferPointer { sp in
                         let (qb, kb, vb) = (SendablePointer(qp.baseAddress!), SendablePointer(kp.baseAddress!), SendablePointer(vp.baseAddress!))
                         let (ob, sb) = (SendablePointer(op.baseAddress!), SendablePointer(sp.baseAddress!))
-                        forEachHeadInParallel(heads) { worker, hs in
+                        forEachPartInParallel(heads) { worker, hs in
                             let s = sb.value + worker * lq * lk
                             for h in hs {
                                 let kvh = h / group
