@@ -116,6 +116,61 @@ final class DiTKernelTests: XCTestCase {
         XCTAssertGreaterThan(checked, 2)
     }
 
+    /// The bf16 cross-attention core: the AVX-512 BF16 kernel against its scalar reference (same roundings) on odd
+    /// shapes, and both against float64 attention of the unrounded operands. Tolerances: docs/NUMERICS.md "Linear DiT".
+    func testBF16CrossAttention() {
+        // (query rows, heads, d, dv, kept keys): 1.6B's shape (d = dv = 112, 120 keys), and odd ones (odd d, odd
+        // key count, partial 16-lane blocks, a single key, more rows than a work item).
+        let shapes = [(40, 3, 112, 112, 120), (13, 2, 5, 9, 17), (1, 1, 1, 1, 1), (25, 4, 33, 17, 300), (7, 1, 2, 16, 16)]
+        var kernelChecked = 0
+        for (index, (m, heads, d, dv, lk)) in shapes.enumerated() {
+            let seed = UInt64(70 + 4 * index)
+            let q = KernelTests.gaussian(m * heads * d, seed: seed, outliers: false)
+            let k = KernelTests.gaussian(lk * heads * d, seed: seed + 1, outliers: false)
+            let v = KernelTests.gaussian(lk * heads * dv, seed: seed + 2, outliers: false)
+            // Mask-like biases on a few keys (never all of them), small ones elsewhere.
+            let bias = (0 ..< lk).map { $0 % 7 == 6 ? Float(-10000) : Float($0 % 5) * 0.1 }
+            let scale = 1 / Float(d).squareRoot()
+            var packed = [UInt16](repeating: 0, count: Int(sana_dit_cross_kv_bytes(Int64(lk), Int64(heads), Int64(d), Int64(dv))) / 2)
+            sana_dit_cross_kv_pack(k, v, Int64(lk), Int64(heads), Int64(d), Int64(dv), &packed)
+            var ref = [Float](repeating: .nan, count: m * heads * dv)
+            sana_dit_cross_attention_ref(q, Int64(m), Int64(heads), Int64(d), Int64(dv), packed, Int64(lk), bias, scale, &ref)
+            // float64 attention of the unrounded operands.
+            var exact = [Double](repeating: 0, count: m * heads * dv)
+            for h in 0 ..< heads {
+                for r in 0 ..< m {
+                    let z = (0 ..< lk).map { j in
+                        Double(scale) * (0 ..< d).reduce(0.0) { $0 + Double(q[r * heads * d + h * d + $1]) * Double(k[j * heads * d + h * d + $1]) }
+                            + Double(bias[j])
+                    }
+                    let top = z.max() ?? 0, e = z.map { exp($0 - top) }, sum = e.reduce(0, +)
+                    for c in 0 ..< dv {
+                        exact[r * heads * dv + h * dv + c] = (0 ..< lk).reduce(0.0) { $0 + e[$1] / sum * Double(v[$1 * heads * dv + h * dv + c]) }
+                    }
+                }
+            }
+            let vmax = Double(v.map { abs($0) }.max() ?? 1)
+            let refError = zip(ref, exact).map { abs(Double($0) - $1) }.max() ?? .infinity
+            print("bf16 cross-attention reference \(m)×\(heads)×\(d)×\(dv)×\(lk): max error \(refError / vmax) of max|v|")
+            XCTAssertLessThan(refError / vmax, 6e-3, "reference, shape \(index)")
+            for family in KernelTests.families where sana_select_kernel_family(family) != 0 {
+                var got = [Float](repeating: .nan, count: m * heads * dv)
+                let ran = sana_dit_cross_attention(q, Int64(m), Int64(heads), Int64(d), Int64(dv), packed, Int64(lk), bias, scale, &got)
+                XCTAssertEqual(ran != 0, sana_dit_cross_attention_has_kernel() != 0, family)
+                guard ran != 0 else {
+                    XCTAssertTrue(got.allSatisfy { $0.isNaN }, "\(family): no kernel, nothing written")
+                    continue
+                }
+                let err = zip(got, ref).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
+                print("bf16 cross-attention \(family) \(m)×\(heads)×\(d)×\(dv)×\(lk): max |kernel − reference| \(err / vmax) of max|v|")
+                XCTAssertLessThan(err / vmax, 1e-3, "\(family), shape \(index)")
+                kernelChecked += 1
+            }
+        }
+        sana_select_kernel_family(nil)
+        if sana_dit_cross_attention_has_kernel() != 0 { XCTAssertEqual(kernelChecked, shapes.count) }
+    }
+
     private func withPointers(_ ws: [[UInt8]], _ biases: [[Float]?], _ ys: inout [[Float]],
                               _ body: ([UnsafeRawPointer?], [UnsafePointer<Float>?], [UnsafeMutablePointer<Float>?]) -> Void) {
         // Arrays of pointers for the C call; the arrays stay alive (and unmoved) for the duration of body.

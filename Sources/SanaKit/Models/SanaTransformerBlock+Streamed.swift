@@ -347,10 +347,17 @@ func batchSegments(_ rows: Range<Int>, tokens n: Int) -> [BatchSegment] {
 /// any score spread Δ below ~9900, so skipping them changes nothing (a batch whose keys are all masked keeps them
 /// all: uniform weights). The projections run per row (activation quantization included), so projecting only the
 /// kept rows gives those rows' values exactly.
+///
+/// When the block's projections run with rounded activations (int8 / int4 / bf16 weights on the kernels) and the CPU
+/// has bf16 dot products, the attention core itself runs with bf16 operands and float32 sums
+/// (sana_dit_cross_attention, as a bf16 PyTorch pipeline computes it; docs/NUMERICS.md "Linear DiT"): the keys and
+/// values are packed for it here, once per block. f32 weights keep the float32 core.
 struct CrossAttentionKeys {
     let attention: SanaAttention
     /// Per batch: the kept keys' rows [L_b, heads·d], values [L_b, heads·dV] and their biases [L_b].
     let keys: [[Float]], values: [[Float]], biases: [[Float]]
+    /// Per batch: keys and values packed for sana_dit_cross_attention, or nil for the float32 core.
+    let packed: [[UInt16]]?
     let width: Int, widthV: Int
 
     init(_ a: SanaAttention, caption: Tensor, bias: Tensor?) {
@@ -387,6 +394,20 @@ struct CrossAttentionKeys {
             first = end
         }
         (self.keys, self.values, self.biases) = (keys, values, biases)
+        let heads = a.heads, rounded = a.toQ.runsOnKernels && a.toQ.weight.type != .f32
+        if rounded && sana_dit_cross_attention_has_kernel() != 0 {
+            packed = (0 ..< b).map { bi in
+                let lk = biases[bi].count
+                let bytes = Int(sana_dit_cross_kv_bytes(Int64(lk), Int64(heads), Int64(width / heads), Int64(widthV / heads)))
+                return [UInt16](unsafeUninitializedCapacity: bytes / 2) { p, initialized in
+                    sana_dit_cross_kv_pack(keys[bi], values[bi], Int64(lk), Int64(heads), Int64(width / heads),
+                                           Int64(widthV / heads), p.baseAddress)
+                    initialized = bytes / 2
+                }
+            }
+        } else {
+            packed = nil
+        }
     }
 
     /// to_out(softmax(to_q(x)·kᵀ/√d + bias)·v) for query rows `rows` of [B·N, C], x pointing at the first of them,
@@ -400,6 +421,10 @@ struct CrossAttentionKeys {
         for seg in batchSegments(rows, tokens: n) {
             let keys = keys[seg.batch], values = values[seg.batch], bias = biases[seg.batch]
             let lk = bias.count, m = seg.rows.count, off = seg.rows.lowerBound - rows.lowerBound
+            if let packed, sana_dit_cross_attention(queries + off * width, Int64(m), Int64(heads), Int64(d), Int64(dv),
+                                                    packed[seg.batch], Int64(lk), bias, scale, attended + off * widthV) != 0 {
+                continue
+            }
             let workers = max(1, Int(sana_get_threads()))
             var scores = [Float](repeating: 0, count: workers * m * lk)  // per worker: one head's [m, L_b]
             keys.withUnsafeBufferPointer { kp in
