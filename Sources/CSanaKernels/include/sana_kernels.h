@@ -242,7 +242,8 @@ void sana_dit_cross_kv_pack(const float *k, const float *v, int64_t lk, int64_t 
 /// 1 when this CPU runs sana_dit_cross_attention (AVX-512 BF16, not forced to the reference).
 int sana_dit_cross_attention_has_kernel(void);
 /// att [m, heads·dv] from q [m, heads·d], the packed keys and values, bias [lk] (threaded over heads and row blocks).
-/// Returns 0, having written nothing, when there is no kernel or scratch memory could not be had.
+/// Returns 0 when there is no kernel (nothing written) or a worker could not get scratch memory (att partly written):
+/// the caller then computes att another way.
 int sana_dit_cross_attention(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv, const uint16_t *packed,
                              int64_t lk, const float *bias, float scale, float *att);
 /// The scalar reference of sana_dit_cross_attention (same roundings, sums in the kernel's order; tests).
