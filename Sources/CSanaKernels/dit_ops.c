@@ -3,8 +3,8 @@
 // the residual bookkeeping, and the cross-attention core. They run on every block, so they get AVX-512 versions (the
 // package builds without -march: the portable versions run on SSE2) chosen by the one dispatch point, sana_kernels():
 // the AVX-512 families use them, everything else (AVX2, NEON, the forced reference) the portable code, same formulas.
-// The bf16 cross-attention has only an AVX-512 BF16 version (and its scalar reference, for the tests): elsewhere the
-// caller keeps the float32 path.
+// The bf16 cross-attention runs where the family has a bf16 GEMM kernel (and has a scalar reference, for the tests):
+// elsewhere the caller keeps the float32 path.
 #include "internal.h"
 
 #include <math.h>
@@ -287,30 +287,28 @@ void sana_dit_softmax_bias(float *x, int64_t rows, int64_t c, const float *bias)
 // ---- The cross-attention core with bf16 operands (f32 sums), for DiTs whose projections are int8 / int4 / bf16 ----
 //
 // Per head: out = softmax(scale·q·kᵀ + bias)·v over the caption's kept keys. q, k, the probabilities p and v are
-// rounded to bf16 and every product is summed in float32 (vdpbf16ps), as a bf16 PyTorch pipeline computes the
-// attention; f32 DiTs keep the float32 path (SanaTransformerBlock+Streamed.swift). One bf16 product per pair of
-// elements makes the two matrix products ~4× cheaper than sgemm on these small per-head shapes (d = 112, ~120 keys).
+// rounded to bf16 and every product is summed in float32, as a bf16 PyTorch pipeline computes the attention; f32
+// DiTs keep the float32 path (SanaTransformerBlock+Streamed.swift). Both products run on the family's bf16 GEMM
+// kernel (bgemm, vdpbf16ps on AVX-512 BF16): scores = q·K_hᵀ with W = K_h [lk, d], out = p·V_h with W = V_hᵀ
+// [dv, lk], both weights repacked once per block by the family's bpack. On these small per-head shapes (d = 112,
+// ~120 keys) that is ~4× cheaper than sgemm with its packing.
 
-/// Packed caption keys and values of one batch element (sana_dit_cross_kv_pack), head after head:
-///   keys   [kblocks = ⌈lk/16⌉][dp = ⌈d/2⌉ channel pairs][16 keys][2]
-///   values [vblocks = ⌈dv/16⌉][jp = ⌈lk/2⌉ key pairs][16 channels][2]
-/// zero beyond lk, d and dv, so one 64-byte load feeds a vdpbf16ps with 16 keys' (or channels') pairs.
+/// Sizes of one batch element's packed keys and values: per head, the bpack tiles of K_h (k2 = d rounded up to even
+/// columns) and then those of V_hᵀ (v2 = lk rounded up to even columns), 32 rows per tile.
 typedef struct {
-    int64_t lk, heads, d, dv, dp, jp, kblocks, vblocks, head_elems;
+    int64_t lk, heads, d, dv, k2, v2, key_elems, head_elems;
 } cross_layout;
 
 static cross_layout cross_layout_of(int64_t lk, int64_t heads, int64_t d, int64_t dv) {
-    cross_layout l = {lk, heads, d, dv, (d + 1) / 2, (lk + 1) / 2, (lk + 15) / 16, (dv + 15) / 16, 0};
-    l.head_elems = l.kblocks * l.dp * 32 + l.vblocks * l.jp * 32;
+    cross_layout l = {lk, heads, d, dv, (d + 1) & ~(int64_t)1, (lk + 1) & ~(int64_t)1, 0, 0};
+    l.key_elems = (lk + 31) / 32 * 32 * l.k2;
+    l.head_elems = l.key_elems + (dv + 31) / 32 * 32 * l.v2;
     return l;
 }
 
-/// Index of key j, channel c of a head's packed keys; of key j, channel c of its packed values.
-static inline int64_t cross_key_index(const cross_layout *l, int64_t j, int64_t c) {
-    return ((j / 16) * l->dp + c / 2) * 32 + (j % 16) * 2 + c % 2;
-}
-static inline int64_t cross_value_index(const cross_layout *l, int64_t j, int64_t c) {
-    return ((c / 16) * l->jp + j / 2) * 32 + (c % 16) * 2 + j % 2;
+int sana_dit_cross_attention_has_kernel(void) {
+    const sana_kernel_set *ks = sana_kernels();
+    return ks->bgemm != NULL && ks->bpack != NULL;
 }
 
 int64_t sana_dit_cross_kv_bytes(int64_t lk, int64_t heads, int64_t d, int64_t dv) {
@@ -319,74 +317,36 @@ int64_t sana_dit_cross_kv_bytes(int64_t lk, int64_t heads, int64_t d, int64_t dv
     return l.heads * l.head_elems * 2;
 }
 
-void sana_dit_cross_kv_pack(const float *k, const float *v, int64_t lk, int64_t heads, int64_t d, int64_t dv,
-                            uint16_t *packed) {
-    const int64_t bytes = sana_dit_cross_kv_bytes(lk, heads, d, dv);
-    if (bytes == 0) return;
+int sana_dit_cross_kv_pack(const float *k, const float *v, int64_t lk, int64_t heads, int64_t d, int64_t dv,
+                           uint16_t *packed) {
+    const sana_kernel_set *ks = sana_kernels();
+    if (!sana_dit_cross_attention_has_kernel()) return 0;
+    if (sana_dit_cross_kv_bytes(lk, heads, d, dv) == 0) return 1;
     const cross_layout l = cross_layout_of(lk, heads, d, dv);
-    memset(packed, 0, (size_t)bytes);
-    for (int64_t h = 0; h < heads; h++) {
-        uint16_t *kp = packed + h * l.head_elems, *vp = kp + l.kblocks * l.dp * 32;
-        for (int64_t j = 0; j < lk; j++) {
-            const float *kr = k + j * heads * d + h * d, *vr = v + j * heads * dv + h * dv;  // k [lk, heads·d]
-            for (int64_t c = 0; c < d; c++) kp[cross_key_index(&l, j, c)] = sana_f32_to_bf16(kr[c]);
-            for (int64_t c = 0; c < dv; c++) vp[cross_value_index(&l, j, c)] = sana_f32_to_bf16(vr[c]);
-        }
-    }
-}
-
-/// acc + a·b over one bf16 pair, in vdpbf16ps's order (odd element first); products of bf16 values are exact in f32.
-static inline float bf16_pair_dot(float acc, uint16_t a0, uint16_t a1, uint16_t b0, uint16_t b1) {
-    SANA_CONTRACT_OFF
-    acc += sana_bf16_to_f32(a1) * sana_bf16_to_f32(b1);
-    return acc + sana_bf16_to_f32(a0) * sana_bf16_to_f32(b0);
-}
-
-void sana_dit_cross_attention_ref(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv,
-                                  const uint16_t *packed, int64_t lk, const float *bias, float scale, float *att) {
-    if (m <= 0 || sana_dit_cross_kv_bytes(lk, heads, d, dv) == 0) return;
-    const cross_layout l = cross_layout_of(lk, heads, d, dv);
-    float *s = (float *)malloc((size_t)lk * 4);
-    uint16_t *qb = (uint16_t *)malloc((size_t)(2 * l.dp) * 2), *pb = (uint16_t *)malloc((size_t)(2 * l.jp) * 2);
-    if (s && qb && pb) {
+    uint16_t *kh = (uint16_t *)malloc((size_t)(lk * d) * 2), *vt = (uint16_t *)malloc((size_t)(dv * lk) * 2);
+    if (kh && vt) {
         for (int64_t h = 0; h < heads; h++) {
-            const uint16_t *kp = packed + h * l.head_elems, *vp = kp + l.kblocks * l.dp * 32;
-            for (int64_t r = 0; r < m; r++) {
-                // This row's query of head h, and later its probabilities, as bf16 zero-padded to whole pairs.
-                const float *qr = q + r * heads * d + h * d;
-                for (int64_t c = 0; c < 2 * l.dp; c++) qb[c] = c < d ? sana_f32_to_bf16(qr[c]) : 0;
-                for (int64_t j = 0; j < lk; j++) {
-                    float acc = 0.0f;
-                    for (int64_t t = 0; t < l.dp; t++)
-                        acc = bf16_pair_dot(acc, qb[2 * t], qb[2 * t + 1], kp[cross_key_index(&l, j, 2 * t)],
-                                            kp[cross_key_index(&l, j, 2 * t + 1)]);
-                    s[j] = acc * scale;
-                }
-                softmax_bias_generic(s, lk, bias);
-                for (int64_t j = 0; j < 2 * l.jp; j++) pb[j] = j < lk ? sana_f32_to_bf16(s[j]) : 0;
-                float *out = att + r * heads * dv + h * dv;
-                for (int64_t c = 0; c < dv; c++) {
-                    float acc = 0.0f;
-                    for (int64_t t = 0; t < l.jp; t++)
-                        acc = bf16_pair_dot(acc, pb[2 * t], pb[2 * t + 1], vp[cross_value_index(&l, 2 * t, c)],
-                                            vp[cross_value_index(&l, 2 * t + 1, c)]);
-                    out[c] = acc;
-                }
-            }
+            for (int64_t j = 0; j < lk; j++)
+                for (int64_t c = 0; c < d; c++) kh[j * d + c] = sana_f32_to_bf16(k[j * heads * d + h * d + c]);  // K_h [lk, d]
+            for (int64_t c = 0; c < dv; c++)
+                for (int64_t j = 0; j < lk; j++) vt[c * lk + j] = sana_f32_to_bf16(v[j * heads * dv + h * dv + c]);  // V_hᵀ [dv, lk]
+            uint16_t *dst = packed + h * l.head_elems;
+            const sana_bgemm_args ka = {.k = d, .kp2 = l.k2, .n = lk, .w = kh}, va = {.k = lk, .kp2 = l.v2, .n = dv, .w = vt};
+            ks->bpack(&ka, 0, (lk + 31) / 32, dst);
+            ks->bpack(&va, 0, (dv + 31) / 32, dst + l.key_elems);
         }
     }
-    free(s);
-    free(qb);
-    free(pb);
+    const int ok = kh && vt;
+    free(kh);
+    free(vt);
+    return ok;
 }
 
-#if defined(__x86_64__) || defined(_M_X64)
-#define TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
-#define INLINE static inline __attribute__((always_inline))
-/// Query rows per work item: the item's scores [CROSS_ROWS, 16·kblocks] stay in L1.
+/// Query rows per work item: the item's scores [CROSS_ROWS, lk] stay in L1.
 #define CROSS_ROWS 12
 
 typedef struct {
+    const sana_kernel_set *ks;
     const float *q;
     const uint16_t *packed;
     const float *bias;
@@ -397,115 +357,95 @@ typedef struct {
     int failed;  // a worker could not get its scratch (the caller then takes the f32 path)
 } cross_job;
 
-/// y[i][v·16 ..] (+)= Σ_t x[i][t] · w[v][t] over `pairs` bf16 pairs for MR ≤ 6 rows × NV ≤ 2 blocks of 16 lanes:
-/// x rows `xstride` pairs apart, w blocks `wstride` elements apart (64-byte pair groups); scaled by `scale`,
-/// stored masked to `left` lanes of the last block, rows `ystride` floats apart.
-INLINE TBF16 void cross_tile(const uint32_t *x, int64_t xstride, const uint16_t *w, int64_t wstride, int64_t pairs,
-                             const int MR, const int NV, float scale, float *y, int64_t ystride, int64_t left) {
-    __m512 acc[6][2];
-    for (int i = 0; i < MR; i++)
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-    for (int64_t t = 0; t < pairs; t++) {
-        __m512i wv[2];
-        for (int v = 0; v < NV; v++) wv[v] = _mm512_loadu_si512(w + v * wstride + t * 32);
-        for (int i = 0; i < MR; i++) {
-            const __m512i xv = _mm512_set1_epi32((int32_t)x[i * xstride + t]);
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], (__m512bh)xv, (__m512bh)wv[v]);
-        }
-    }
-    const __m512 sc = _mm512_set1_ps(scale);
-    for (int v = 0; v < NV; v++) {
-        const int64_t lanes = left - v * 16;
-        const __mmask16 mk = lanes >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << lanes) - 1);
-        for (int i = 0; i < MR; i++) _mm512_mask_storeu_ps(y + i * ystride + v * 16, mk, _mm512_mul_ps(acc[i][v], sc));
-    }
-}
-
-/// rows × (blocks of 16 lanes, two at a time) of y = x · wᵀ through cross_tile.
-TBF16 static void cross_product(const uint32_t *x, int64_t xstride, int64_t rows, const uint16_t *w, int64_t blocks,
-                                int64_t pairs, int64_t lanes, float scale, float *y, int64_t ystride) {
-    const int64_t wstride = pairs * 32;
-    for (int64_t b = 0; b < blocks; b += 2) {
-        const int nv = blocks - b >= 2 ? 2 : 1;
-        for (int64_t i = 0; i < rows; i += 6) {
-            const int mr = rows - i < 6 ? (int)(rows - i) : 6;
-            const uint32_t *xi = x + i * xstride;
-            const uint16_t *wb = w + b * wstride;
-            float *yi = y + i * ystride + b * 16;
-            const int64_t left = lanes - b * 16;
-#define CROSS_TILE(MR)                                                                                   \
-    if (nv == 2) cross_tile(xi, xstride, wb, wstride, pairs, MR, 2, scale, yi, ystride, left);            \
-    else cross_tile(xi, xstride, wb, wstride, pairs, MR, 1, scale, yi, ystride, left);
-            switch (mr) {
-                case 6: CROSS_TILE(6) break;
-                case 5: CROSS_TILE(5) break;
-                case 4: CROSS_TILE(4) break;
-                case 3: CROSS_TILE(3) break;
-                case 2: CROSS_TILE(2) break;
-                default: CROSS_TILE(1) break;
-            }
-#undef CROSS_TILE
-        }
-    }
-}
-
-/// Work items (head h, block of CROSS_ROWS query rows): q rows → bf16 pairs, scores = scale·q·kᵀ, softmax with the
-/// bias, p → bf16 pairs, out = p·v straight into att's head columns.
-TBF16 static void cross_items_avx512(void *ctx, int64_t i0, int64_t i1) {
+/// Work items (head h, block of CROSS_ROWS query rows): q rows → bf16, scores = q·K_hᵀ (bgemm), ·scale, softmax
+/// with the bias, p → bf16, out = p·V_h (bgemm) copied into att's head columns.
+static void cross_items(void *ctx, int64_t i0, int64_t i1) {
     cross_job *c = (cross_job *)ctx;
     const cross_layout *l = &c->l;
-    const int64_t lkp = l->kblocks * 16;  // a scores row, padded to whole key blocks
-    uint8_t *scratch = (uint8_t *)sana_scratch(5, (size_t)(CROSS_ROWS * (l->dp + lkp + l->jp)) * 4);
+    const size_t qbytes = CROSS_ROWS * l->k2 * 2, sbytes = CROSS_ROWS * l->lk * 4, pbytes = CROSS_ROWS * l->v2 * 2;
+    uint8_t *scratch = (uint8_t *)sana_scratch(5, qbytes + sbytes + pbytes + CROSS_ROWS * l->dv * 4);
     if (!scratch) {
         c->failed = 1;
         return;
     }
-    uint32_t *qb = (uint32_t *)scratch;                       // [CROSS_ROWS][dp] bf16 pairs
-    float *s = (float *)(qb + CROSS_ROWS * l->dp);            // [CROSS_ROWS][lkp]
-    uint32_t *pb = (uint32_t *)(s + CROSS_ROWS * lkp);        // [CROSS_ROWS][jp] bf16 pairs
-    void (*round)(const float *, int64_t, uint16_t *) = sana_kernels()->round_bf16;
-    if (!round) round = sana_round_bf16;
+    uint16_t *qb = (uint16_t *)scratch;             // [CROSS_ROWS][k2]
+    float *s = (float *)(scratch + qbytes);         // [CROSS_ROWS][lk]
+    uint16_t *pb = (uint16_t *)((uint8_t *)s + sbytes);  // [CROSS_ROWS][v2]
+    float *o = (float *)((uint8_t *)pb + pbytes);   // [CROSS_ROWS][dv]
+    void (*round)(const float *, int64_t, uint16_t *) = c->ks->round_bf16 ? c->ks->round_bf16 : sana_round_bf16;
     for (int64_t it = i0; it < i1; it++) {
         const int64_t h = it / c->rblocks, r0 = (it % c->rblocks) * CROSS_ROWS;
         const int64_t rows = c->m - r0 < CROSS_ROWS ? c->m - r0 : CROSS_ROWS;
-        const uint16_t *kp = c->packed + h * l->head_elems, *vp = kp + l->kblocks * l->dp * 32;
+        const uint16_t *kp = c->packed + h * l->head_elems, *vp = kp + l->key_elems;
         for (int64_t r = 0; r < rows; r++) {
-            uint16_t *row = (uint16_t *)(qb + r * l->dp);
-            round(c->q + (r0 + r) * l->heads * l->d + h * l->d, l->d, row);  // q [m, heads·d]
-            if (l->d % 2) row[l->d] = 0;
+            round(c->q + (r0 + r) * l->heads * l->d + h * l->d, l->d, qb + r * l->k2);  // q [m, heads·d]
+            if (l->k2 > l->d) qb[r * l->k2 + l->d] = 0;
         }
-        cross_product(qb, l->dp, rows, kp, l->kblocks, l->dp, lkp, c->scale, s, lkp);
+        const sana_bgemm_args sa = {.m = rows, .k = l->d, .kp2 = l->k2, .n = l->lk, .xb = qb, .wt = kp, .y = s};
+        c->ks->bgemm(&sa, 0, rows, 0, (l->lk + 15) / 16);
+        for (int64_t i = 0; i < rows * l->lk; i++) s[i] *= c->scale;
+        sana_dit_softmax_bias(s, rows, l->lk, c->bias);
         for (int64_t r = 0; r < rows; r++) {
-            float *sr = s + r * lkp;
-            uint16_t *row = (uint16_t *)(pb + r * l->jp);
-            softmax_bias_avx512(sr, l->lk, c->bias);
-            round(sr, l->lk, row);
-            if (l->lk % 2) row[l->lk] = 0;
+            round(s + r * l->lk, l->lk, pb + r * l->v2);
+            if (l->v2 > l->lk) pb[r * l->v2 + l->lk] = 0;
         }
+        const sana_bgemm_args oa = {.m = rows, .k = l->lk, .kp2 = l->v2, .n = l->dv, .xb = pb, .wt = vp, .y = o};
+        c->ks->bgemm(&oa, 0, rows, 0, (l->dv + 15) / 16);
         // att [m, heads·dv]: this item's rows, head h's columns
-        cross_product(pb, l->jp, rows, vp, l->vblocks, l->jp, l->dv, 1.0f, c->att + r0 * l->heads * l->dv + h * l->dv,
-                      l->heads * l->dv);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(c->att + (r0 + r) * l->heads * l->dv + h * l->dv, o + r * l->dv, (size_t)l->dv * 4);
     }
-}
-#endif
-
-int sana_dit_cross_attention_has_kernel(void) {
-#if defined(__x86_64__) || defined(_M_X64)
-    return sana_kernels() == &sana_kernels_avx512_bf16;
-#else
-    return 0;
-#endif
 }
 
 int sana_dit_cross_attention(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv, const uint16_t *packed,
                              int64_t lk, const float *bias, float scale, float *att) {
     if (!sana_dit_cross_attention_has_kernel()) return 0;
     if (m <= 0 || sana_dit_cross_kv_bytes(lk, heads, d, dv) == 0) return 1;
-#if defined(__x86_64__) || defined(_M_X64)
-    cross_job j = {q, packed, bias, att, scale, m, (m + CROSS_ROWS - 1) / CROSS_ROWS, cross_layout_of(lk, heads, d, dv), 0};
-    sana_parallel_for(heads * j.rblocks, cross_items_avx512, &j);
+    cross_job j = {sana_kernels(), q, packed, bias, att, scale, m, (m + CROSS_ROWS - 1) / CROSS_ROWS,
+                   cross_layout_of(lk, heads, d, dv), 0};
+    sana_parallel_for(heads * j.rblocks, cross_items, &j);
     return !j.failed;
-#else
-    return 0;
-#endif
+}
+
+/// x[i] rounded to bf16 and back, 0 beyond `count` (the pairs' zero padding).
+static inline float bf16_at(const float *x, int64_t i, int64_t count) {
+    return i < count ? sana_bf16_to_f32(sana_f32_to_bf16(x[i])) : 0.0f;
+}
+
+/// Σ a[i]·b[i] over `count` values rounded to bf16, in vdpbf16ps's order: pair after pair, the odd element's product
+/// added first (products of bf16 values are exact in f32).
+static float bf16_dot(const float *a, const float *b, int64_t count) {
+    SANA_CONTRACT_OFF
+    float acc = 0.0f;
+    for (int64_t i = 0; i < count; i += 2) {
+        acc += bf16_at(a, i + 1, count) * bf16_at(b, i + 1, count);
+        acc += bf16_at(a, i, count) * bf16_at(b, i, count);
+    }
+    return acc;
+}
+
+void sana_dit_cross_attention_ref(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv, const float *k,
+                                  const float *v, int64_t lk, const float *bias, float scale, float *att) {
+    if (m <= 0 || sana_dit_cross_kv_bytes(lk, heads, d, dv) == 0) return;
+    float *s = (float *)malloc((size_t)lk * 4), *kr = (float *)malloc((size_t)d * 4), *vc = (float *)malloc((size_t)lk * 4);
+    if (s && kr && vc) {
+        for (int64_t h = 0; h < heads; h++) {
+            for (int64_t r = 0; r < m; r++) {
+                const float *qr = q + r * heads * d + h * d;  // q [m, heads·d]
+                for (int64_t j = 0; j < lk; j++) {
+                    for (int64_t c = 0; c < d; c++) kr[c] = k[j * heads * d + h * d + c];  // k [lk, heads·d]
+                    s[j] = bf16_dot(qr, kr, d) * scale;
+                }
+                softmax_bias_generic(s, lk, bias);
+                float *out = att + r * heads * dv + h * dv;
+                for (int64_t c = 0; c < dv; c++) {
+                    for (int64_t j = 0; j < lk; j++) vc[j] = v[j * heads * dv + h * dv + c];  // v [lk, heads·dv]
+                    out[c] = bf16_dot(s, vc, lk);
+                }
+            }
+        }
+    }
+    free(s);
+    free(kr);
+    free(vc);
 }

@@ -131,10 +131,8 @@ final class DiTKernelTests: XCTestCase {
             // Mask-like biases on a few keys (never all of them), small ones elsewhere.
             let bias = (0 ..< lk).map { $0 % 7 == 6 ? Float(-10000) : Float($0 % 5) * 0.1 }
             let scale = 1 / Float(d).squareRoot()
-            var packed = [UInt16](repeating: 0, count: Int(sana_dit_cross_kv_bytes(Int64(lk), Int64(heads), Int64(d), Int64(dv))) / 2)
-            sana_dit_cross_kv_pack(k, v, Int64(lk), Int64(heads), Int64(d), Int64(dv), &packed)
             var ref = [Float](repeating: .nan, count: m * heads * dv)
-            sana_dit_cross_attention_ref(q, Int64(m), Int64(heads), Int64(d), Int64(dv), packed, Int64(lk), bias, scale, &ref)
+            sana_dit_cross_attention_ref(q, Int64(m), Int64(heads), Int64(d), Int64(dv), k, v, Int64(lk), bias, scale, &ref)
             // float64 attention of the unrounded operands.
             var exact = [Double](repeating: 0, count: m * heads * dv)
             for h in 0 ..< heads {
@@ -154,6 +152,10 @@ final class DiTKernelTests: XCTestCase {
             print("bf16 cross-attention reference \(m)×\(heads)×\(d)×\(dv)×\(lk): max error \(refError / vmax) of max|v|")
             XCTAssertLessThan(refError / vmax, 6e-3, "reference, shape \(index)")
             for family in KernelTests.families where sana_select_kernel_family(family) != 0 {
+                // Packed in the family's layout, as the DiT packs them once per block.
+                var packed = [UInt16](repeating: 0, count: Int(sana_dit_cross_kv_bytes(Int64(lk), Int64(heads), Int64(d), Int64(dv))) / 2)
+                XCTAssertEqual(sana_dit_cross_kv_pack(k, v, Int64(lk), Int64(heads), Int64(d), Int64(dv), &packed),
+                               sana_dit_cross_attention_has_kernel(), family)
                 var got = [Float](repeating: .nan, count: m * heads * dv)
                 let ran = sana_dit_cross_attention(q, Int64(m), Int64(heads), Int64(d), Int64(dv), packed, Int64(lk), bias, scale, &got)
                 XCTAssertEqual(ran != 0, sana_dit_cross_attention_has_kernel() != 0, family)

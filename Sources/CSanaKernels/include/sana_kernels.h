@@ -233,22 +233,24 @@ void sana_dit_copy(float *dst, const float *src, int64_t count);
 
 /// The cross-attention core with bf16 operands (dit_ops.c): per head h,
 ///     att[:, h·dv ..< (h+1)·dv] = softmax(scale · q_h · k_hᵀ + bias) · v_h
-/// with q_h, k_h, the probabilities and v_h rounded to bf16 and every sum in float32 (vdpbf16ps).
+/// with q_h, k_h, the probabilities and v_h rounded to bf16 and every sum in float32 (the family's bf16 GEMM).
 /// Bytes of one batch element's packed keys and values (lk kept keys; 0 when any size is not positive).
 int64_t sana_dit_cross_kv_bytes(int64_t lk, int64_t heads, int64_t d, int64_t dv);
-/// Packs k [lk, heads·d] and v [lk, heads·dv] (float32, head-major channels) into `packed` (sana_dit_cross_kv_bytes).
-void sana_dit_cross_kv_pack(const float *k, const float *v, int64_t lk, int64_t heads, int64_t d, int64_t dv,
-                            uint16_t *packed);
-/// 1 when this CPU runs sana_dit_cross_attention (AVX-512 BF16, not forced to the reference).
+/// Packs k [lk, heads·d] and v [lk, heads·dv] (float32, head-major channels) into `packed` (sana_dit_cross_kv_bytes)
+/// in this CPU family's layout. Returns 0 when there is no kernel or memory could not be had.
+int sana_dit_cross_kv_pack(const float *k, const float *v, int64_t lk, int64_t heads, int64_t d, int64_t dv,
+                           uint16_t *packed);
+/// 1 when this CPU runs sana_dit_cross_attention (a family with a bf16 GEMM kernel, not forced to the reference).
 int sana_dit_cross_attention_has_kernel(void);
 /// att [m, heads·dv] from q [m, heads·d], the packed keys and values, bias [lk] (threaded over heads and row blocks).
 /// Returns 0 when there is no kernel (nothing written) or a worker could not get scratch memory (att partly written):
 /// the caller then computes att another way.
 int sana_dit_cross_attention(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv, const uint16_t *packed,
                              int64_t lk, const float *bias, float scale, float *att);
-/// The scalar reference of sana_dit_cross_attention (same roundings, sums in the kernel's order; tests).
-void sana_dit_cross_attention_ref(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv,
-                                  const uint16_t *packed, int64_t lk, const float *bias, float scale, float *att);
+/// The scalar reference of sana_dit_cross_attention on the unpacked k and v (same roundings, sums in the kernel's
+/// order; tests).
+void sana_dit_cross_attention_ref(const float *q, int64_t m, int64_t heads, int64_t d, int64_t dv, const float *k,
+                                  const float *v, int64_t lk, const float *bias, float scale, float *att);
 
 #ifdef __cplusplus
 }

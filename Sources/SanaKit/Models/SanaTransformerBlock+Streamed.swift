@@ -394,20 +394,20 @@ struct CrossAttentionKeys {
             first = end
         }
         (self.keys, self.values, self.biases) = (keys, values, biases)
-        let heads = a.heads, rounded = a.toQ.runsOnKernels && a.toQ.weight.type != .f32
+        let (heads, rounded) = (a.heads, a.toQ.runsOnKernels && a.toQ.weight.type != .f32)
+        var packed: [[UInt16]]? = nil
         if rounded && sana_dit_cross_attention_has_kernel() != 0 {
-            packed = (0 ..< b).map { bi in
-                let lk = biases[bi].count
-                let bytes = Int(sana_dit_cross_kv_bytes(Int64(lk), Int64(heads), Int64(width / heads), Int64(widthV / heads)))
-                return [UInt16](unsafeUninitializedCapacity: bytes / 2) { p, initialized in
-                    sana_dit_cross_kv_pack(keys[bi], values[bi], Int64(lk), Int64(heads), Int64(width / heads),
-                                           Int64(widthV / heads), p.baseAddress)
-                    initialized = bytes / 2
-                }
+            let (d, dv) = (Int64(width / heads), Int64(widthV / heads))
+            packed = []
+            for bi in 0 ..< b {
+                let lk = Int64(biases[bi].count)
+                var p = [UInt16](repeating: 0, count: Int(sana_dit_cross_kv_bytes(lk, Int64(heads), d, dv)) / 2)
+                // No memory for the pack: the float32 core, as on a CPU without the kernel.
+                guard sana_dit_cross_kv_pack(keys[bi], values[bi], lk, Int64(heads), d, dv, &p) != 0 else { packed = nil; break }
+                packed?.append(p)
             }
-        } else {
-            packed = nil
         }
+        self.packed = packed
     }
 
     /// to_out(softmax(to_q(x)·kᵀ/√d + bias)·v) for query rows `rows` of [B·N, C], x pointing at the first of them,
